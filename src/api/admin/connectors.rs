@@ -1,0 +1,184 @@
+//! `/api/admin/connectors`: create, list, read, patch, enable/disable, rotate the
+//! ingest key, delete (SPEC §1.2).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use jiff::Timestamp;
+use serde_json::{json, Value};
+
+use crate::api::{json_body, AppState};
+use crate::auth::{Credential, KeyKind, KeyRecord};
+use crate::http::ApiError;
+use crate::model::{Connector, ConnectorSpec};
+use crate::store::StoreError;
+
+/// Attempts at a read-modify-write before answering 409: another admin request
+/// changing the same connector at the same moment makes one attempt fail.
+const MODIFY_ATTEMPTS: usize = 3;
+
+/// `POST /api/admin/connectors` → 201 `{"connector", "ingestKey"?}`; the key is shown
+/// here and never again.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let spec = ConnectorSpec::from_json(json_body(&headers, &body)?)?;
+    let now = Timestamp::now();
+    let key = spec
+        .kind
+        .is_push()
+        .then(|| Credential::generate(KeyKind::Ingest));
+    let connector = Connector::new(spec, key.as_ref().map(|k| k.key_id().to_owned()), now);
+    let record = key.as_ref().map(|k| k.record(&connector.id, now));
+    state.store.create_connector(&connector, record.as_ref())?;
+    tracing::info!(connector_id = %connector.id, key_id = ?connector.key_id, kind = connector.spec.kind.as_str(), "connector created");
+    Ok((
+        StatusCode::CREATED,
+        Json(with_key(&connector, key.as_ref())),
+    ))
+}
+
+/// `GET /api/admin/connectors` → `{"connectors": […]}`.
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let connectors: Vec<Value> = state
+        .store
+        .connectors()?
+        .iter()
+        .map(Connector::view)
+        .collect();
+    Ok(Json(json!({"connectors": connectors})))
+}
+
+/// `GET /api/admin/connectors/{id}` → `{"connector"}`.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let connector = load(&state, &id)?;
+    Ok(Json(with_key(&connector, None)))
+}
+
+/// `PATCH /api/admin/connectors/{id}` with a JSON Merge Patch → `{"connector"}`.
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let patch = json_body(&headers, &body)?;
+    let connector = modify(&state, &id, |current| {
+        Ok((current.patched(&patch, Timestamp::now())?, None))
+    })?;
+    tracing::info!(connector_id = %id, "connector updated");
+    Ok(Json(with_key(&connector, None)))
+}
+
+/// `POST /api/admin/connectors/{id}/enable` → `{"connector"}`.
+pub async fn enable(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_enabled(&state, &id, true)
+}
+
+/// `POST /api/admin/connectors/{id}/disable` → `{"connector"}`; pushes then get 403
+/// and polls stop.
+pub async fn disable(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_enabled(&state, &id, false)
+}
+
+fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Json<Value>, ApiError> {
+    let connector = modify(state, id, |current| {
+        Ok((
+            current.changed(Timestamp::now(), |spec| spec.enabled = enabled),
+            None,
+        ))
+    })?;
+    tracing::info!(connector_id = %id, enabled, "connector enabled changed");
+    Ok(Json(with_key(&connector, None)))
+}
+
+/// `POST /api/admin/connectors/{id}/rotate-key` → `{"connector", "ingestKey"}`; the
+/// old key stops working in the same transaction that stores the new one.
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mut issued = None;
+    let connector = modify(&state, &id, |current| {
+        if !current.spec.kind.is_push() {
+            return Err(ApiError::conflict(format!(
+                "connector {id} is of type {}: only webhook and api connectors have ingest keys",
+                current.spec.kind.as_str()
+            )));
+        }
+        let now = Timestamp::now();
+        let key = Credential::generate(KeyKind::Ingest);
+        let mut next = current.changed(now, |_| {});
+        next.key_id = Some(key.key_id().to_owned());
+        let record = key.record(&next.id, now);
+        issued = Some(key);
+        Ok((next, Some(record)))
+    })?;
+    tracing::info!(connector_id = %id, key_id = ?connector.key_id, "ingest key rotated");
+    Ok(Json(with_key(&connector, issued.as_ref())))
+}
+
+/// `DELETE /api/admin/connectors/{id}` → 204; its ingest key stops working.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .delete_connector(&id)
+        .map_err(|e| not_found_as(e, &id))?;
+    tracing::info!(connector_id = %id, "connector deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn load(state: &AppState, id: &str) -> Result<Connector, ApiError> {
+    state.store.connector(id)?.ok_or_else(|| unknown(id))
+}
+
+/// Reads the connector, applies `change`, and stores the result with the key record
+/// `change` returns, retrying when another request changed the connector meanwhile.
+fn modify(
+    state: &AppState,
+    id: &str,
+    mut change: impl FnMut(&Connector) -> Result<(Connector, Option<KeyRecord>), ApiError>,
+) -> Result<Connector, ApiError> {
+    let mut attempt = 1;
+    loop {
+        let (next, key) = change(&load(state, id)?)?;
+        match state.store.update_connector(&next, key.as_ref()) {
+            Err(StoreError::Changed) if attempt < MODIFY_ATTEMPTS => attempt += 1,
+            result => return result.map(|()| next).map_err(|e| not_found_as(e, id)),
+        }
+    }
+}
+
+fn with_key(connector: &Connector, key: Option<&Credential>) -> Value {
+    let mut body = json!({"connector": connector.view()});
+    if let Some(key) = key {
+        body["ingestKey"] = json!(key.expose());
+    }
+    body
+}
+
+fn unknown(id: &str) -> ApiError {
+    ApiError::not_found(format!("no connector with id {id:?}"))
+}
+
+fn not_found_as(error: StoreError, id: &str) -> ApiError {
+    match error {
+        StoreError::NotFound => unknown(id),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,161 @@
+//! Builds the services from a [`Config`], binds the listeners, runs until the shutdown
+//! token fires, then drains connections and flushes the store, in that order.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::AppState;
+use crate::auth::{Credential, FailedAuthLimiter, KeyKind};
+use crate::config::Config;
+use crate::http::tls::{self, TlsError};
+use crate::store::{Store, StoreError};
+use crate::{http, private_file};
+
+/// Name of the file in the data dir that holds the admin token (mode 0600).
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// Extra time, past the connection drain, for tasks to notice the shutdown.
+const TASK_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the server cannot start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store cannot be opened or flushed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// TLS cannot be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The admin token file cannot be written.
+    #[error("cannot write the admin token to {}: {source}", .path.display())]
+    AdminToken {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A blocking start-up step was cancelled.
+    #[error("start-up was interrupted")]
+    Interrupted,
+}
+
+/// A server with its store open and its listeners bound, ready to run.
+pub struct Server {
+    config: Config,
+    store: Store,
+    tls: Arc<ServerConfig>,
+    https: TcpListener,
+    http: Option<TcpListener>,
+}
+
+impl Server {
+    /// Opens the store, issues the admin token on first start, loads or generates the
+    /// TLS material and binds the listeners (port 0 picks a free port).
+    pub async fn bind(config: Config) -> Result<Server, AppError> {
+        let data_dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+            .await
+            .map_err(|_| AppError::Interrupted)??;
+        ensure_admin_token(&store, &config.data_dir)?;
+        let operator = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
+        let tls = tls::server_config(operator, &config.data_dir)?;
+        let https = bind(config.listen).await?;
+        let http = match config.http_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Server {
+            config,
+            store,
+            tls,
+            https,
+            http,
+        })
+    }
+
+    /// Runs until `shutdown` fires; then stops accepting, lets requests in flight finish
+    /// (bounded by the configured timeout), and flushes the store.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let state = AppState {
+            store: self.store.clone(),
+            shutdown: shutdown.clone(),
+            auth_failures: Arc::new(FailedAuthLimiter::default()),
+        };
+        let router = http::router(state);
+        let drain = Duration::from_secs(self.config.shutdown_timeout_seconds);
+        let tasks = TaskTracker::new();
+        let listeners = [(Some(self.https), Some(self.tls)), (self.http, None)];
+        for (listener, tls) in listeners {
+            let Some(listener) = listener else { continue };
+            if let Ok(addr) = listener.local_addr() {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                tracing::info!(%addr, scheme, "listening");
+            }
+            tasks.spawn(http::serve(
+                listener,
+                tls,
+                router.clone(),
+                shutdown.clone(),
+                drain,
+            ));
+        }
+        tasks.close();
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: draining requests in flight");
+        if tokio::time::timeout(drain + TASK_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not stop in time");
+        }
+        self.store.flush().await?;
+        tracing::info!("stopped; the store is flushed");
+        Ok(())
+    }
+
+    /// The bound HTTPS address (useful when the configured port was 0).
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.local_addr().ok()
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })
+}
+
+/// On first start, creates the admin token, writes it to the data dir's
+/// [`ADMIN_TOKEN_FILE`] and stores only its hash. The log names the file, never the token.
+fn ensure_admin_token(store: &Store, data_dir: &Path) -> Result<(), AppError> {
+    if let Some(key_id) = store.admin_key_id()? {
+        tracing::debug!(%key_id, "admin token already issued");
+        return Ok(());
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let token = Credential::generate(KeyKind::Admin);
+    // The file first: if writing it fails, no token exists that nobody knows.
+    private_file::write(&path, format!("{}\n", token.expose()).as_bytes()).map_err(|source| {
+        AppError::AdminToken {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    store.set_admin_key(&token.record("admin", jiff::Timestamp::now()))?;
+    tracing::info!(file = %path.display(), key_id = %token.key_id(), "created the admin token; read it from the file");
+    Ok(())
+}

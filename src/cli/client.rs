@@ -1,0 +1,151 @@
+//! A small client of the admin API for the CLI's commands.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::GlobalArgs;
+use crate::app::ADMIN_TOKEN_FILE;
+use crate::config::Config;
+use crate::http::tls::self_signed_paths;
+
+/// How long one admin call may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An authenticated connection to a server's admin API.
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    /// Print raw JSON for scripts instead of tables.
+    pub json: bool,
+}
+
+/// An error answer from the server, shown as `CODE: message (request req_…)`.
+#[derive(Debug)]
+pub struct ApiFailure {
+    status: StatusCode,
+    code: String,
+    message: String,
+    request_id: String,
+}
+
+impl fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {} (request {})",
+            self.status.as_u16(),
+            self.code,
+            self.message,
+            self.request_id
+        )
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+/// Builds the client from the global flags and runs `command` with it on a runtime.
+pub fn run<F, Fut>(global: &GlobalArgs, command: F) -> anyhow::Result<()>
+where
+    F: FnOnce(AdminClient) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let client = AdminClient::new(global)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(command(client))
+}
+
+impl AdminClient {
+    fn new(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let data_dir = Config::data_dir(global.config.as_deref(), global.data_dir.clone())?;
+        let token = match &global.token {
+            Some(token) => token.trim().to_owned(),
+            None => read_token(&data_dir.join(ADMIN_TOKEN_FILE))?,
+        };
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(REQUEST_TIMEOUT);
+        if global.insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let (own_cert, _) = self_signed_paths(&data_dir);
+        let trusted = global.ca_cert.iter().map(|p| (p.as_path(), true));
+        for (path, required) in trusted.chain([(own_cert.as_path(), false)]) {
+            match std::fs::read(path) {
+                Ok(pem) => {
+                    let cert = reqwest::Certificate::from_pem(&pem)
+                        .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+                    builder = builder.add_root_certificate(cert);
+                }
+                Err(e) if required => {
+                    return Err(e).with_context(|| format!("cannot read {}", path.display()))
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(AdminClient {
+            http: builder.build().context("cannot set up the HTTPS client")?,
+            base: global.url.trim_end_matches('/').to_owned(),
+            token,
+            json: global.json,
+        })
+    }
+
+    /// Calls the admin API; a success's JSON body (or `Null` for 204), else the
+    /// server's error as an [`ApiFailure`].
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("reading the answer of {url}"))?;
+        let body: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|_| anyhow!("{status} from {url}: {text}"))?
+        };
+        if status.is_success() {
+            return Ok(body);
+        }
+        let field = |name: &str| body["error"][name].as_str().unwrap_or("?").to_owned();
+        Err(ApiFailure {
+            status,
+            code: field("code"),
+            message: field("message"),
+            request_id: field("requestId"),
+        }
+        .into())
+    }
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "no admin token: pass --token, set DATAPOOL_TOKEN, or point --data-dir at the server's data dir (cannot read {})",
+            path.display()
+        )
+    })?;
+    Ok(token.trim().to_owned())
+}

@@ -1,0 +1,189 @@
+//! `datapool connector …`: create, list, show, update, enable, disable, delete and
+//! rotate-key over the admin API.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::client::AdminClient;
+
+/// Connector commands.
+#[derive(Debug, Subcommand)]
+pub enum ConnectorCommand {
+    /// Create a connector from flags, or from a whole document with --file
+    Create {
+        /// Display name, unique
+        #[arg(long, required_unless_present = "file")]
+        name: Option<String>,
+        /// webhook, api, sql or file
+        #[arg(long = "type", required_unless_present = "file")]
+        kind: Option<String>,
+        /// The stream it writes to
+        #[arg(long, required_unless_present = "file")]
+        stream: Option<String>,
+        /// The source field that identifies an item
+        #[arg(long)]
+        item_key: Option<String>,
+        /// A connector document (JSON, SPEC §1.1); - reads standard input
+        #[arg(long, conflicts_with_all = ["name", "kind", "stream", "item_key"])]
+        file: Option<PathBuf>,
+    },
+    /// List connectors
+    List,
+    /// Show one connector
+    Show {
+        /// Connector id (c_…)
+        id: String,
+    },
+    /// Change a connector with a JSON Merge Patch document
+    Update {
+        /// Connector id (c_…)
+        id: String,
+        /// The patch (JSON); - reads standard input
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Enable a connector
+    Enable {
+        /// Connector id (c_…)
+        id: String,
+    },
+    /// Disable a connector: pushes get 403, polls stop
+    Disable {
+        /// Connector id (c_…)
+        id: String,
+    },
+    /// Delete a connector; its ingest key stops working
+    Delete {
+        /// Connector id (c_…)
+        id: String,
+    },
+    /// Issue a new ingest key; the old one stops working at once
+    RotateKey {
+        /// Connector id (c_…)
+        id: String,
+    },
+}
+
+/// Runs one connector command.
+pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Result<()> {
+    let path = |id: &str, action: &str| format!("/api/admin/connectors/{id}{action}");
+    let (method, url, body) = match &command {
+        ConnectorCommand::Create {
+            name,
+            kind,
+            stream,
+            item_key,
+            file,
+        } => {
+            let doc = match file {
+                Some(file) => read_document(file)?,
+                None => {
+                    let mut doc = json!({"name": name, "type": kind, "stream": stream});
+                    if let Some(key) = item_key {
+                        doc["itemKey"] = json!(key);
+                    }
+                    doc
+                }
+            };
+            (Method::POST, "/api/admin/connectors".to_owned(), Some(doc))
+        }
+        ConnectorCommand::List => (Method::GET, "/api/admin/connectors".to_owned(), None),
+        ConnectorCommand::Show { id } => (Method::GET, path(id, ""), None),
+        ConnectorCommand::Update { id, file } => {
+            (Method::PATCH, path(id, ""), Some(read_document(file)?))
+        }
+        ConnectorCommand::Enable { id } => (Method::POST, path(id, "/enable"), None),
+        ConnectorCommand::Disable { id } => (Method::POST, path(id, "/disable"), None),
+        ConnectorCommand::Delete { id } => (Method::DELETE, path(id, ""), None),
+        ConnectorCommand::RotateKey { id } => (Method::POST, path(id, "/rotate-key"), None),
+    };
+    let answer = client.call(method, &url, body.as_ref()).await?;
+    if client.json {
+        if !answer.is_null() {
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        return Ok(());
+    }
+    match command {
+        ConnectorCommand::List => print_table(
+            answer["connectors"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+        ),
+        ConnectorCommand::Delete { id } => println!("deleted connector {id}"),
+        _ => {
+            println!("{}", serde_json::to_string_pretty(&answer["connector"])?);
+            if let Some(key) = answer["ingestKey"].as_str() {
+                println!("\ningest key (shown only now; store it safely): {key}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_document(file: &PathBuf) -> anyhow::Result<Value> {
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let doc: Value = serde_json::from_str(&text).context("the document is not valid JSON")?;
+    if !doc.is_object() {
+        bail!("the document must be a JSON object");
+    }
+    Ok(doc)
+}
+
+/// Prints connectors as aligned columns.
+fn print_table(connectors: &[Value]) {
+    const COLUMNS: [(&str, &str); 6] = [
+        ("ID", "id"),
+        ("NAME", "name"),
+        ("TYPE", "type"),
+        ("STREAM", "stream"),
+        ("STATE", "state"),
+        ("KEY ID", "keyId"),
+    ];
+    let rows: Vec<Vec<String>> = connectors
+        .iter()
+        .map(|c| {
+            COLUMNS
+                .iter()
+                .map(|(_, field)| c[*field].as_str().unwrap_or("-").to_owned())
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (title, _))| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(COLUMNS.iter().map(|(title, _)| *title).collect());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

@@ -1,0 +1,87 @@
+//! The command line: `serve` and `check-config` run on the server host; the other
+//! commands drive a running server over its admin API.
+
+mod client;
+mod connector;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::ServerOptions;
+
+/// datapool: webhooks, an ingest API, SQL and file pollers into one live DataPool,
+/// served to displays and dashboards. One binary, no other service needed.
+#[derive(Debug, Parser)]
+#[command(name = "datapool", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every command takes, before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML config file [default: /etc/datapool/datapool.toml when it exists]
+    #[arg(long, global = true, env = "DATAPOOL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data dir of the store; client commands read its admin-token and TLS certificate
+    /// [default: ./datapool-data]
+    #[arg(long, global = true, env = "DATAPOOL_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Base URL of the server, for client commands
+    #[arg(
+        long,
+        global = true,
+        env = "DATAPOOL_URL",
+        default_value = "https://127.0.0.1:8443"
+    )]
+    url: String,
+    /// Admin token, for client commands [default: the data dir's admin-token file]
+    #[arg(long, global = true, env = "DATAPOOL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Trust this PEM certificate (or CA) for the server, besides the data dir's own
+    #[arg(long, global = true, env = "DATAPOOL_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// Skip verifying the server's certificate
+    #[arg(long, global = true)]
+    insecure: bool,
+    /// Print JSON instead of tables, for scripts
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (HTTPS on 0.0.0.0:8443 unless configured)
+    Serve(ServerOptions),
+    /// Validate the configuration and print the effective settings
+    CheckConfig(ServerOptions),
+    /// Manage connectors on a running server
+    #[command(subcommand)]
+    Connector(connector::ConnectorCommand),
+}
+
+/// Parses the command line, runs the command, and turns failure into exit status 1
+/// with the reason on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(options) => serve::serve(&cli.global, options),
+        Command::CheckConfig(options) => serve::check_config(&cli.global, options),
+        Command::Connector(command) => {
+            client::run(&cli.global, |client| connector::run(client, command))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The server's settings, layered lowest first: built-in defaults, the TOML file,
+//! `DATAPOOL_*` environment variables, command-line flags. Validated once, at start-up.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/datapool/datapool.toml";
+/// Where the store lives unless configured.
+pub const DEFAULT_DATA_DIR: &str = "./datapool-data";
+/// The HTTPS listener unless configured: every interface, port 8443.
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8443));
+/// Seconds a shutdown waits for requests in flight before it closes them.
+const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
+/// Longest drain an operator may configure; systemd's default stop timeout is 90 s.
+const MAX_SHUTDOWN_TIMEOUT_SECONDS: u64 = 80;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read the config file {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("invalid config file {}: {message}", .path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with the line and the key.
+        message: String,
+    },
+    /// A setting, or a combination of settings, is invalid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Output style of the process log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// One layer of settings: the TOML file, or the environment and flags together.
+/// Every field is optional; the layer above wins where it sets a value.
+#[derive(Clone, Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct ServerOptions {
+    /// Directory of the store, TLS material, admin token and key file; set with the
+    /// global `--data-dir` on the command line.
+    #[arg(skip)]
+    pub data_dir: Option<PathBuf>,
+    /// HTTPS listen address [default: 0.0.0.0:8443]
+    #[arg(long, env = "DATAPOOL_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Also serve plain HTTP here, for use behind a reverse proxy (e.g. 127.0.0.1:8080)
+    #[arg(long, env = "DATAPOOL_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+    /// PEM certificate chain to serve instead of the generated self-signed one
+    #[arg(
+        long,
+        env = "DATAPOOL_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(
+        long,
+        env = "DATAPOOL_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Log style [default: text]; the level comes from RUST_LOG (default info)
+    #[arg(long, env = "DATAPOOL_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Seconds a shutdown waits for requests in flight [default: 10]
+    #[arg(
+        long,
+        env = "DATAPOOL_SHUTDOWN_TIMEOUT_SECONDS",
+        value_name = "SECONDS"
+    )]
+    pub shutdown_timeout_seconds: Option<u64>,
+}
+
+impl ServerOptions {
+    /// This layer over `lower`: each field set here wins.
+    fn over(self, lower: ServerOptions) -> ServerOptions {
+        ServerOptions {
+            data_dir: self.data_dir.or(lower.data_dir),
+            listen: self.listen.or(lower.listen),
+            http_listen: self.http_listen.or(lower.http_listen),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            log_format: self.log_format.or(lower.log_format),
+            shutdown_timeout_seconds: self
+                .shutdown_timeout_seconds
+                .or(lower.shutdown_timeout_seconds),
+        }
+    }
+}
+
+/// The effective, validated settings the server runs with.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// Directory of the store (`db/`), `tls/`, `admin-token` and `secret.key`.
+    pub data_dir: PathBuf,
+    /// The HTTPS listener.
+    pub listen: SocketAddr,
+    /// The optional plain-HTTP listener, meant for a reverse proxy on the same host.
+    pub http_listen: Option<SocketAddr>,
+    /// The operator's certificate chain; unset means the generated self-signed one.
+    pub tls_cert: Option<PathBuf>,
+    /// The operator's private key, set together with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Style of the process log.
+    pub log_format: LogFormat,
+    /// Seconds a shutdown waits for requests in flight.
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Config {
+    /// Reads the config file (`file`, else [`DEFAULT_CONFIG_FILE`] when it exists),
+    /// lays `overrides` (environment and flags) over it, fills defaults and validates.
+    pub fn load(file: Option<&Path>, overrides: ServerOptions) -> Result<Config, ConfigError> {
+        let options = overrides.over(read_file(file)?);
+        Config::from_options(options)
+    }
+
+    /// The data dir the file and `flag` (or environment) name, for commands that only
+    /// need to find it.
+    pub fn data_dir(file: Option<&Path>, flag: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+        let from_file = read_file(file)?.data_dir;
+        Ok(flag
+            .or(from_file)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)))
+    }
+
+    fn from_options(o: ServerOptions) -> Result<Config, ConfigError> {
+        let config = Config {
+            data_dir: o
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen: o.listen.unwrap_or(DEFAULT_LISTEN),
+            http_listen: o.http_listen,
+            tls_cert: o.tls_cert,
+            tls_key: o.tls_key,
+            log_format: o.log_format.unwrap_or_default(),
+            shutdown_timeout_seconds: o
+                .shutdown_timeout_seconds
+                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir must not be empty".into());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return invalid("tls_cert and tls_key are set together or not at all".into())
+            }
+            (Some(cert), Some(key)) => {
+                for file in [cert, key] {
+                    if !file.is_file() {
+                        return invalid(format!("TLS file {} does not exist", file.display()));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        if self.http_listen == Some(self.listen) {
+            return invalid(format!("listen and http_listen are both {}", self.listen));
+        }
+        if !(1..=MAX_SHUTDOWN_TIMEOUT_SECONDS).contains(&self.shutdown_timeout_seconds) {
+            return invalid(format!(
+                "shutdown_timeout_seconds must be between 1 and {MAX_SHUTDOWN_TIMEOUT_SECONDS}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The settings as TOML, as `check-config` prints them. No setting is a secret yet;
+    /// secrets live in the data dir, not in the config.
+    pub fn to_toml(&self) -> String {
+        // Paths, addresses, an enum and a number always serialize.
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+fn read_file(file: Option<&Path>) -> Result<ServerOptions, ConfigError> {
+    let default = Path::new(DEFAULT_CONFIG_FILE);
+    let path = match file {
+        Some(path) => path,
+        None if default.exists() => default,
+        None => return Ok(ServerOptions::default()),
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), text).expect("write");
+        file
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = write("listen = \"127.0.0.1:9000\"\nhttp_listen = \"127.0.0.1:9001\"\ndata_dir = \"/srv/dp\"\n");
+        let flags = ServerOptions {
+            listen: Some("127.0.0.1:9100".parse().expect("addr")),
+            ..Default::default()
+        };
+        let config = Config::load(Some(file.path()), flags).expect("valid");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(
+            config.http_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9001")
+        );
+        assert_eq!(config.data_dir, PathBuf::from("/srv/dp"));
+        assert_eq!(
+            config.shutdown_timeout_seconds,
+            DEFAULT_SHUTDOWN_TIMEOUT_SECONDS
+        );
+    }
+
+    #[test]
+    fn bad_files_and_combinations_fail_with_the_reason() {
+        let unknown = write("lisen = \"127.0.0.1:9000\"\n");
+        let err =
+            Config::load(Some(unknown.path()), ServerOptions::default()).expect_err("unknown key");
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let bad_addr = write("listen = \"nowhere\"\n");
+        assert!(Config::load(Some(bad_addr.path()), ServerOptions::default()).is_err());
+        let half_tls = write("tls_cert = \"/etc/hosts\"\n");
+        let err =
+            Config::load(Some(half_tls.path()), ServerOptions::default()).expect_err("half TLS");
+        assert!(err.to_string().contains("together"), "{err}");
+        let missing = Config::load(
+            Some(Path::new("/nonexistent/datapool.toml")),
+            ServerOptions::default(),
+        );
+        assert!(matches!(missing, Err(ConfigError::Read { .. })));
+    }
+}

@@ -1,0 +1,223 @@
+//! Errors as the API shows them, and the request id every response carries.
+//!
+//! Every failure answers `{"error":{"code","message","requestId"}}` with the same id
+//! as the `X-Request-Id` header. Handlers return [`ApiError`]; [`request_context`]
+//! stamps the id and also turns errors from outside the handlers (unknown routes,
+//! rejected bodies, panics) into that same shape.
+
+use std::fmt;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::ids;
+use crate::model::ValidationError;
+use crate::store::StoreError;
+
+/// Longest body of a foreign error response read back to become the message.
+const FOREIGN_MESSAGE_LIMIT: usize = 4096;
+
+/// `req_` and 16 hex characters: names one request in responses and logs.
+#[derive(Clone, Debug)]
+pub struct RequestId(String);
+
+impl RequestId {
+    fn generate() -> Self {
+        RequestId(format!("req_{}", ids::random_hex::<8>()))
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An error answer: status, a stable code for scripts, and a message for people.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 `INVALID_PAYLOAD`: a request body or parameter is invalid.
+    pub fn invalid_payload(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_PAYLOAD", message)
+    }
+
+    /// 401 `UNAUTHORIZED`: no credential, or one that is not valid.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+    }
+
+    /// 403 `FORBIDDEN`: a valid credential without the right.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// 404 `NOT_FOUND`: unknown id or path.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    /// 409 `CONFLICT`: the request clashes with what is stored.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "CONFLICT", message)
+    }
+
+    /// 415 `UNSUPPORTED_MEDIA_TYPE`: the body is not of a type this route reads.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            message,
+        )
+    }
+
+    /// 429 `RATE_LIMITED` with `Retry-After: seconds`.
+    pub fn rate_limited(message: impl Into<String>, retry_after_seconds: u64) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message);
+        error.retry_after = Some(retry_after_seconds.max(1));
+        error
+    }
+
+    /// 503 `UNAVAILABLE`: overloaded or shutting down.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+    }
+
+    /// 500 `INTERNAL`: logs `cause` once, here, and tells the caller only that it
+    /// failed and which request id to quote.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error; the server log has the cause",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        ApiError::invalid_payload(error.0)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NameTaken(_) | StoreError::Changed => ApiError::conflict(error.to_string()),
+            StoreError::NotFound => ApiError::not_found("not found"),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Outermost middleware: gives the request its id (a request extension, the tracing
+/// span, the `X-Request-Id` header) and renders every error body with it.
+pub async fn request_context(mut request: Request, next: Next) -> Response {
+    let id = RequestId::generate();
+    request.extensions_mut().insert(id.clone());
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+        response = with_body(response, &error, &id);
+    } else if response.status().is_client_error() || response.status().is_server_error() {
+        let error = foreign_error(&mut response).await;
+        response = with_body(response, &error, &id);
+    }
+    if let Ok(value) = HeaderValue::from_str(&id.0) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "request done"));
+    response
+}
+
+fn with_body(response: Response, error: &ApiError, id: &RequestId) -> Response {
+    let body = json!({"error": {"code": error.code, "message": error.message, "requestId": id.0}});
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+/// An error response not made by [`ApiError`] (an unknown route, a rejected body, a
+/// caught panic): its status gives the code, its text the message.
+async fn foreign_error(response: &mut Response) -> ApiError {
+    let status = response.status();
+    let body = std::mem::take(response.body_mut());
+    let text = axum::body::to_bytes(body, FOREIGN_MESSAGE_LIMIT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() || status.is_server_error() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "INVALID_PAYLOAD",
+        StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+        StatusCode::FORBIDDEN => "FORBIDDEN",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::REQUEST_TIMEOUT => "TIMEOUT",
+        StatusCode::CONFLICT => "CONFLICT",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+        StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED",
+        StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
+        s if s.is_server_error() => "INTERNAL",
+        _ => "INVALID_PAYLOAD",
+    };
+    ApiError::new(status, code, message)
+}

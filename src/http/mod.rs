@@ -1,0 +1,17 @@
+//! The HTTP edge: listeners (HTTPS with rustls, optional plain HTTP), TLS material,
+//! the router, request ids, and the one error body every failure uses.
+
+mod error;
+mod listener;
+mod router;
+pub mod tls;
+
+use std::net::SocketAddr;
+
+pub use error::{ApiError, RequestId};
+pub use listener::serve;
+pub use router::router;
+
+/// The peer address of the connection a request came in on, for per-client limits.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);

@@ -1,0 +1,28 @@
+//! datapool: one binary that takes data in (webhooks, an ingest API, SQL and file
+//! pollers), keeps it in an embedded store as a live DataPool of streams → items →
+//! fields, and serves it to displays, dashboards and subscribers.
+//!
+//! # Layout
+//! - [`cli`]: the command line; `serve` runs the server, the other commands drive a
+//!   running server over its admin API.
+//! - [`config`]: the server's settings, layered defaults < TOML < `DATAPOOL_*` < flags.
+//! - [`app`]: builds the services, binds the listeners and owns shutdown.
+//! - [`http`]: listeners (HTTPS with rustls, optional plain HTTP), TLS material, the
+//!   router, request ids and the one error body every failure uses.
+//! - [`api`]: request handlers: operations probes and the admin API.
+//! - [`auth`]: credential formats, hashing and the failed-authentication limiter.
+//! - [`ids`]: random identifiers for connectors, keys and requests.
+//! - [`model`]: streams, connectors, and the JSON documents that describe them.
+//! - [`private_file`]: writing files only the service user may read.
+//! - [`store`]: persistence; the only module that touches sled.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod model;
+pub mod private_file;
+pub mod store;

@@ -1,0 +1,537 @@
+//! Settings of pull connectors: SQL queries polled on a schedule and files uploaded,
+//! fetched from a URL or picked up from a watched folder (SPEC §4.1, §4.2).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::push::header_name;
+use super::{check, ensure};
+use crate::model::{Secret, ValidationError};
+
+/// Highest row cap a SQL connector may set: more belongs in a bulk import.
+const MAX_ROWS_CAP: u64 = 1_000_000;
+/// Longest poll interval or timeout accepted: one week.
+const MAX_SECONDS: u64 = 7 * 24 * 3600;
+/// What a masked password reads as.
+const MASK: &str = "***";
+
+/// `settings` of a `sql` connector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SqlSettings {
+    /// A `postgres://`, `mysql://`, `sqlite:///` URL or a SQL Server ADO.NET string.
+    /// Write-only in part: reads show it with the password replaced by `***`.
+    pub connection_string: Secret,
+    /// The query whose rows become items.
+    pub query: String,
+    /// Seconds between polls (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval_seconds: Option<u64>,
+    /// Seconds a query may run (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Most rows read per poll (default 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<u64>,
+    /// Delete this connector's items that a successful poll no longer returns (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<bool>,
+    /// IANA time zone for zone-less timestamps and the `@today`-style parameters
+    /// (default the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+/// The database family a connection string names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqlDriver {
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// `mysql://` or `mariadb://`.
+    MySql,
+    /// `sqlite:///absolute/path.db`.
+    Sqlite,
+    /// An ADO.NET string with `server=…`.
+    SqlServer,
+}
+
+/// `settings` of a `file` connector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSettings {
+    /// How the file is parsed.
+    pub format: FileFormat,
+    /// Where the file comes from.
+    pub source: FileSource,
+    /// Seconds between fetches of a URL (default 300) or scans of a folder (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval_seconds: Option<u64>,
+    /// Seconds a URL fetch may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Largest file accepted, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Excel: the sheet to read (default the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    /// CSV and Excel: whether the first row names the columns (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_row: Option<bool>,
+    /// CSV: the field delimiter, one character (default detected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// CSV: the quote character (default `"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// CSV: the text encoding (default UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<TextEncoding>,
+    /// JSON: a pointer to the array of objects (default the whole document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_pointer: Option<String>,
+    /// XML: slash path from the root to the repeated element, e.g. `/rows/row`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xml_path: Option<String>,
+    /// Delete this connector's items the newest file no longer holds (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<bool>,
+}
+
+/// File formats a file connector reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// Comma (or otherwise) separated values.
+    Csv,
+    /// An Excel workbook, xlsx or xls.
+    #[serde(alias = "xlsx", alias = "xls")]
+    Excel,
+    /// A JSON array of objects.
+    Json,
+    /// Repeated XML elements.
+    Xml,
+}
+
+/// Text encodings a CSV file may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextEncoding {
+    /// UTF-8 (the default).
+    #[serde(rename = "utf-8")]
+    Utf8,
+    /// Windows-1252, as Excel on Windows writes CSV.
+    #[serde(rename = "windows-1252")]
+    Windows1252,
+    /// ISO-8859-1 (Latin-1).
+    #[serde(rename = "iso-8859-1")]
+    Iso8859_1,
+    /// UTF-16 with a byte order mark.
+    #[serde(rename = "utf-16")]
+    Utf16,
+}
+
+/// Where a file connector's file comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum FileSource {
+    /// Sent through the admin API or the UI.
+    Upload,
+    /// Fetched from a URL on a schedule.
+    Url(UrlSource),
+    /// Picked up from a watched folder.
+    Folder(FolderSource),
+}
+
+/// A file fetched over HTTP(S).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UrlSource {
+    /// `http://` or `https://` address of the file.
+    pub url: String,
+    /// Credentials for the fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<UrlAuth>,
+    /// Extra request headers (not secret: credentials belong in `auth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// Credentials for fetching a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum UrlAuth {
+    /// No credentials.
+    None,
+    /// HTTP Basic.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password; write-only.
+        password: Secret,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token; write-only.
+        token: Secret,
+    },
+}
+
+/// A folder watched for new files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FolderSource {
+    /// Absolute path of the watched folder.
+    pub path: String,
+    /// Glob of the file names to pick up (default `*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// What happens to a file once imported (default archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_processing: Option<AfterProcessing>,
+    /// Subfolder imported files move to (default `processed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_folder: Option<String>,
+}
+
+/// What happens to a picked-up file after a successful import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterProcessing {
+    /// Move it into the archive subfolder.
+    Archive,
+    /// Delete it.
+    Delete,
+}
+
+impl SqlSettings {
+    /// The database family the connection string names.
+    pub fn driver(&self) -> Result<SqlDriver, ValidationError> {
+        let path = "settings.connectionString";
+        let text = self.connection_string.expose().trim();
+        if let Some((scheme, _)) = text.split_once("://") {
+            let driver = match scheme.to_ascii_lowercase().as_str() {
+                "postgres" | "postgresql" => SqlDriver::Postgres,
+                "mysql" | "mariadb" => SqlDriver::MySql,
+                "sqlite" => SqlDriver::Sqlite,
+                other => {
+                    return Err(ValidationError::field(
+                        path,
+                        format!("unknown scheme {other:?}: use postgres://, mysql://, sqlite:/// or an ADO.NET string"),
+                    ))
+                }
+            };
+            let url = url::Url::parse(text)
+                .map_err(|e| ValidationError::field(path, format!("not a valid URL ({e})")))?;
+            match driver {
+                SqlDriver::Sqlite => ensure(
+                    url.path().len() > 1 && url.host_str().unwrap_or("").is_empty(),
+                    path,
+                    "a SQLite URL names an absolute file: sqlite:///abs/path.db",
+                )?,
+                _ => ensure(
+                    url.host_str().is_some_and(|h| !h.is_empty()),
+                    path,
+                    "the URL needs a host",
+                )?,
+            }
+            return Ok(driver);
+        }
+        let has_server = ado_pairs(text).any(|(key, _)| key == "server" || key == "data source");
+        ensure(
+            has_server,
+            path,
+            "use a postgres://, mysql:// or sqlite:/// URL, or an ADO.NET string with server=…",
+        )?;
+        Ok(SqlDriver::SqlServer)
+    }
+
+    /// The connection string with its password replaced by `***`, as reads show it.
+    pub fn masked_connection_string(&self) -> String {
+        mask_connection_string(self.connection_string.expose())
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ValidationError> {
+        self.driver()?;
+        ensure(
+            !self.query.trim().is_empty(),
+            "settings.query",
+            "must not be empty",
+        )?;
+        let seconds = [
+            (self.poll_interval_seconds, "settings.pollIntervalSeconds"),
+            (self.timeout_seconds, "settings.timeoutSeconds"),
+        ];
+        for (value, path) in seconds {
+            if let Some(value) = value {
+                check(value, 1, MAX_SECONDS, path)?;
+            }
+        }
+        if let Some(rows) = self.max_rows {
+            check(rows, 1, MAX_ROWS_CAP, "settings.maxRows")?;
+        }
+        if let Some(zone) = &self.time_zone {
+            jiff::tz::TimeZone::get(zone).map_err(|_| {
+                ValidationError::field(
+                    "settings.timeZone",
+                    format!("{zone:?} is not a known IANA time zone"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl FileSettings {
+    pub(super) fn validate(&self) -> Result<(), ValidationError> {
+        match &self.source {
+            FileSource::Upload => ensure(
+                self.poll_interval_seconds.is_none(),
+                "settings.pollIntervalSeconds",
+                "an upload source is not polled",
+            )?,
+            FileSource::Url(source) => source.validate()?,
+            FileSource::Folder(source) => source.validate()?,
+        }
+        let seconds = [
+            (self.poll_interval_seconds, "settings.pollIntervalSeconds"),
+            (self.timeout_seconds, "settings.timeoutSeconds"),
+        ];
+        for (value, path) in seconds {
+            if let Some(value) = value {
+                check(value, 1, MAX_SECONDS, path)?;
+            }
+        }
+        if let Some(bytes) = self.max_bytes {
+            check(bytes, 1, u64::MAX, "settings.maxBytes")?;
+        }
+        for (value, path) in [
+            (&self.delimiter, "settings.delimiter"),
+            (&self.quote, "settings.quote"),
+        ] {
+            if let Some(value) = value {
+                ensure(
+                    value.chars().count() == 1,
+                    path,
+                    "must be exactly one character",
+                )?;
+            }
+        }
+        if let Some(pointer) = &self.json_pointer {
+            ensure(
+                pointer.is_empty() || pointer.starts_with('/'),
+                "settings.jsonPointer",
+                "a JSON pointer is empty or starts with /",
+            )?;
+        }
+        if let Some(path) = &self.xml_path {
+            let well_formed = path.starts_with('/') && path[1..].split('/').all(|s| !s.is_empty());
+            ensure(
+                well_formed,
+                "settings.xmlPath",
+                "a slash path from the root, e.g. /rows/row",
+            )?;
+        }
+        let format_only = [
+            (
+                "settings.sheet",
+                self.sheet.is_some(),
+                self.format == FileFormat::Excel,
+            ),
+            (
+                "settings.delimiter",
+                self.delimiter.is_some(),
+                self.format == FileFormat::Csv,
+            ),
+            (
+                "settings.quote",
+                self.quote.is_some(),
+                self.format == FileFormat::Csv,
+            ),
+            (
+                "settings.encoding",
+                self.encoding.is_some(),
+                self.format == FileFormat::Csv,
+            ),
+            (
+                "settings.jsonPointer",
+                self.json_pointer.is_some(),
+                self.format == FileFormat::Json,
+            ),
+            (
+                "settings.xmlPath",
+                self.xml_path.is_some(),
+                self.format == FileFormat::Xml,
+            ),
+        ];
+        for (path, set, applies) in format_only {
+            ensure(!set || applies, path, "does not apply to this format")?;
+        }
+        ensure(
+            self.format != FileFormat::Xml || self.xml_path.is_some(),
+            "settings.xmlPath",
+            "an XML connector needs the path of its repeated element",
+        )
+    }
+}
+
+impl UrlSource {
+    fn validate(&self) -> Result<(), ValidationError> {
+        let url = url::Url::parse(&self.url).map_err(|e| {
+            ValidationError::field("settings.source.url", format!("not a valid URL ({e})"))
+        })?;
+        ensure(
+            matches!(url.scheme(), "http" | "https"),
+            "settings.source.url",
+            "must be an http:// or https:// URL",
+        )?;
+        for name in self.headers.iter().flat_map(|h| h.keys()) {
+            header_name("settings.source.headers", name)?;
+        }
+        Ok(())
+    }
+}
+
+impl FolderSource {
+    fn validate(&self) -> Result<(), ValidationError> {
+        ensure(
+            Path::new(&self.path).is_absolute(),
+            "settings.source.path",
+            "must be an absolute path",
+        )?;
+        if let Some(pattern) = &self.pattern {
+            ensure(
+                !pattern.is_empty() && !pattern.contains('/'),
+                "settings.source.pattern",
+                "a file name glob such as *.csv",
+            )?;
+        }
+        if let Some(folder) = &self.archive_folder {
+            let plain =
+                !folder.is_empty() && !folder.contains('/') && folder != "." && folder != "..";
+            ensure(
+                plain,
+                "settings.source.archiveFolder",
+                "a subfolder name such as processed",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `key=value` pairs of an ADO.NET connection string, keys lowercased and trimmed.
+fn ado_pairs(text: &str) -> impl Iterator<Item = (String, &str)> {
+    text.split(';').filter_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        Some((key.trim().to_ascii_lowercase(), value))
+    })
+}
+
+/// Replaces every password in a connection string (URL userinfo, a `password` query
+/// parameter, or an ADO.NET `password`/`pwd` pair) with `***`.
+fn mask_connection_string(text: &str) -> String {
+    if text.contains("://") {
+        let Ok(mut url) = url::Url::parse(text) else {
+            return MASK.to_owned();
+        };
+        if url.password().is_some() && url.set_password(Some(MASK)).is_err() {
+            return MASK.to_owned();
+        }
+        let has_password_param = url
+            .query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case("password"));
+        if has_password_param {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        MASK.into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        return url.to_string();
+    }
+    text.split(';')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _))
+                if matches!(key.trim().to_ascii_lowercase().as_str(), "password" | "pwd") =>
+            {
+                format!("{key}={MASK}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_passwords_in_every_connection_string_form() {
+        let cases = [
+            (
+                "postgres://app:s3cret@db:5432/sales",
+                "postgres://app:***@db:5432/sales",
+            ),
+            ("mysql://root@db/test", "mysql://root@db/test"),
+            (
+                "postgres://db/sales?user=a&password=s3cret",
+                "postgres://db/sales?user=a&password=***",
+            ),
+            (
+                "server=tcp:db,1433;user id=sa;Password=s3cret;database=x",
+                "server=tcp:db,1433;user id=sa;Password=***;database=x",
+            ),
+            ("sqlite:///var/lib/x.db", "sqlite:///var/lib/x.db"),
+        ];
+        for (input, masked) in cases {
+            assert_eq!(mask_connection_string(input), masked);
+        }
+    }
+
+    fn sql(connection_string: &str) -> SqlSettings {
+        SqlSettings {
+            connection_string: Secret::new(connection_string),
+            query: "select 1".into(),
+            poll_interval_seconds: None,
+            timeout_seconds: None,
+            max_rows: None,
+            mirror: None,
+            time_zone: None,
+        }
+    }
+
+    #[test]
+    fn recognises_each_driver() {
+        let cases = [
+            ("postgres://u:p@h:5432/db", SqlDriver::Postgres),
+            ("postgresql://h/db", SqlDriver::Postgres),
+            ("mysql://root@127.0.0.1:3306/test", SqlDriver::MySql),
+            ("sqlite:///tmp/a.db", SqlDriver::Sqlite),
+            (
+                "server=tcp:h,1433;user id=sa;password=x;database=d",
+                SqlDriver::SqlServer,
+            ),
+        ];
+        for (text, driver) in cases {
+            assert_eq!(sql(text).driver(), Ok(driver), "{text}");
+        }
+        for bad in [
+            "oracle://h/db",
+            "sqlite://relative.db",
+            "postgres:///nohost",
+            "just text",
+        ] {
+            assert!(sql(bad).driver().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The DataPool's nouns and the JSON documents that describe them: stream names,
+//! connectors (with validation of the whole §1.1 document), and JSON Merge Patch.
+
+mod connector;
+mod merge_patch;
+mod secret;
+mod stream;
+
+pub use connector::{
+    AfterProcessing, Connector, ConnectorSpec, ConnectorState, ConnectorType, Dedup, FileFormat,
+    FileSettings, FileSource, FolderSource, HmacAlgorithm, PushAuth, RateLimit, SecretHeader,
+    Settings, SignatureEncoding, SignedContent, Signing, SigningScheme, SqlDriver, SqlSettings,
+    TextEncoding, UpsertMode, UrlAuth, UrlSource,
+};
+pub use merge_patch::merge_patch;
+pub use secret::Secret;
+pub use stream::StreamName;
+
+/// Why a document or value was refused; the message names the field and the rule.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct ValidationError(pub String);
+
+impl ValidationError {
+    /// An error about the field at `path` (dotted, as the client wrote it).
+    pub fn field(path: &str, message: impl std::fmt::Display) -> Self {
+        ValidationError(format!("{path}: {message}"))
+    }
+}

@@ -1,0 +1,330 @@
+//! Persistence: the one module that imports sled. Everything else sees typed records.
+//!
+//! On disk, under the data dir: `db/` (sled), `lock` (held while a server runs, so a
+//! second process fails fast instead of waiting), and `secret.key` (0600), the key that
+//! seals records holding secrets. Trees:
+//! - `meta`: the schema version and the admin key id;
+//! - `connectors`: connector id → sealed [`Connector`];
+//! - `connector_names`: lowercased name → connector id (names are unique);
+//! - `keys`: key id → [`KeyRecord`] (hashes only), for every kind of credential.
+
+mod codec;
+
+use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use crate::auth::KeyRecord;
+use crate::model::Connector;
+use codec::{decode, encode, Sealer};
+
+/// The layout this binary writes. A data dir with a newer one is refused: it was
+/// written by a newer datapool, and guessing at it could lose data.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Memory sled may use for its page cache. Connectors and keys are small; the
+/// DataPool's items will share this.
+const CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
+const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
+const ADMIN_KEY_ID_KEY: &[u8] = b"admin_key_id";
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data dir.
+    #[error("the data dir {} is in use by another datapool process (lock file {})", .dir.display(), .dir.join("lock").display())]
+    Locked {
+        /// The data dir.
+        dir: PathBuf,
+    },
+    /// The data dir was written by a newer datapool.
+    #[error("the data dir has schema version {found}, newer than the {supported} this datapool understands: run the newer datapool, or restore a backup made for this one")]
+    NewerSchema {
+        /// The version on disk.
+        found: u32,
+        /// [`SCHEMA_VERSION`].
+        supported: u32,
+    },
+    /// A connector with that name (compared without case) already exists.
+    #[error("a connector named {0:?} already exists")]
+    NameTaken(String),
+    /// No record with that id.
+    #[error("not found")]
+    NotFound,
+    /// The record changed since it was read; the caller should read it again.
+    #[error("the record was changed by another request; read it again and retry")]
+    Changed,
+    /// A stored value cannot be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// A file of the data dir cannot be used.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// sled failed.
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+}
+
+/// The typed store; cheap to clone, shared by every task.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    meta: sled::Tree,
+    connectors: sled::Tree,
+    connector_names: sled::Tree,
+    keys: sled::Tree,
+    sealer: Sealer,
+    /// Held for the store's lifetime: the OS releases the lock when the process ends.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`. Blocking: call it off the async runtime.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(io(data_dir))?;
+        let lock_path = data_dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    dir: data_dir.to_owned(),
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
+        let sealer = Sealer::load_or_create(&data_dir.join("secret.key"))?;
+        let db = sled::Config::new()
+            .path(data_dir.join("db"))
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        check_schema(&meta)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                connectors: db.open_tree("connectors")?,
+                connector_names: db.open_tree("connector_names")?,
+                keys: db.open_tree("keys")?,
+                meta,
+                db,
+                sealer,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Writes everything to disk; the last thing a shutdown does.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// All connectors, in id order.
+    pub fn connectors(&self) -> Result<Vec<Connector>, StoreError> {
+        self.inner
+            .connectors
+            .iter()
+            .map(|entry| {
+                let (id, value) = entry?;
+                self.inner.sealer.open(&id, &value)
+            })
+            .collect()
+    }
+
+    /// One connector by id.
+    pub fn connector(&self, id: &str) -> Result<Option<Connector>, StoreError> {
+        self.inner
+            .connectors
+            .get(id)?
+            .map(|value| self.inner.sealer.open(id.as_bytes(), &value))
+            .transpose()
+    }
+
+    /// Stores a new connector and, for push types, its ingest key, atomically.
+    pub fn create_connector(
+        &self,
+        connector: &Connector,
+        key: Option<&KeyRecord>,
+    ) -> Result<(), StoreError> {
+        self.save_connector(connector, None, key)
+    }
+
+    /// Replaces a connector read at `connector.revision - 1`, and its ingest key when
+    /// `new_key` is given (the old key stops working in the same transaction).
+    pub fn update_connector(
+        &self,
+        connector: &Connector,
+        new_key: Option<&KeyRecord>,
+    ) -> Result<(), StoreError> {
+        let expected = connector
+            .revision
+            .checked_sub(1)
+            .ok_or(StoreError::Changed)?;
+        self.save_connector(connector, Some(expected), new_key)
+    }
+
+    fn save_connector(
+        &self,
+        connector: &Connector,
+        expected_revision: Option<u64>,
+        new_key: Option<&KeyRecord>,
+    ) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let id = connector.id.as_bytes();
+        let value = inner.sealer.seal(id, connector)?;
+        let name = name_key(&connector.spec.name);
+        let key_value = new_key
+            .map(|key| encode(key).map(|v| (key.key_id.clone(), v)))
+            .transpose()?;
+        transact(
+            (&inner.connectors, &inner.connector_names, &inner.keys).transaction(
+                |(connectors, names, keys)| {
+                    let current: Option<Connector> = connectors
+                        .get(id)?
+                        .map(|v| inner.sealer.open(id, &v))
+                        .transpose()
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    match (&current, expected_revision) {
+                        (Some(_), None) => return abort(StoreError::Changed),
+                        (None, Some(_)) => return abort(StoreError::NotFound),
+                        (Some(c), Some(rev)) if c.revision != rev => {
+                            return abort(StoreError::Changed)
+                        }
+                        _ => {}
+                    }
+                    if names.get(&name)?.is_some_and(|owner| owner != id) {
+                        return abort(StoreError::NameTaken(connector.spec.name.clone()));
+                    }
+                    if let Some(current) = &current {
+                        names.remove(name_key(&current.spec.name))?;
+                        if let (Some(old), Some(_)) = (&current.key_id, &key_value) {
+                            keys.remove(old.as_bytes())?;
+                        }
+                    }
+                    if let Some((key_id, value)) = &key_value {
+                        keys.insert(key_id.as_bytes(), value.as_slice())?;
+                    }
+                    names.insert(name.as_slice(), id)?;
+                    connectors.insert(id, value.as_slice())?;
+                    Ok(())
+                },
+            ),
+        )
+    }
+
+    /// Deletes a connector with its name and ingest key.
+    pub fn delete_connector(&self, id: &str) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        transact(
+            (&inner.connectors, &inner.connector_names, &inner.keys).transaction(
+                |(connectors, names, keys)| {
+                    let Some(value) = connectors.remove(id.as_bytes())? else {
+                        return abort(StoreError::NotFound);
+                    };
+                    let current: Connector = inner
+                        .sealer
+                        .open(id.as_bytes(), &value)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    names.remove(name_key(&current.spec.name))?;
+                    if let Some(key_id) = &current.key_id {
+                        keys.remove(key_id.as_bytes())?;
+                    }
+                    Ok(())
+                },
+            ),
+        )
+    }
+
+    /// The credential record with this key id, of any kind.
+    pub fn key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.keys.get(key_id)?.map(|v| decode(&v)).transpose()
+    }
+
+    /// The admin token's key id, once one has been issued.
+    pub fn admin_key_id(&self) -> Result<Option<String>, StoreError> {
+        self.inner
+            .meta
+            .get(ADMIN_KEY_ID_KEY)?
+            .map(|v| String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// Makes `record` the admin token, revoking the previous one in the same transaction.
+    pub fn set_admin_key(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let value = encode(record)?;
+        transact((&inner.meta, &inner.keys).transaction(|(meta, keys)| {
+            if let Some(old) = meta.get(ADMIN_KEY_ID_KEY)? {
+                keys.remove(old)?;
+            }
+            keys.insert(record.key_id.as_bytes(), value.as_slice())?;
+            meta.insert(ADMIN_KEY_ID_KEY, record.key_id.as_bytes())?;
+            Ok(())
+        }))
+    }
+}
+
+/// Refuses a newer schema; stamps a fresh store with ours.
+fn check_schema(meta: &sled::Tree) -> Result<(), StoreError> {
+    match meta.get(SCHEMA_VERSION_KEY)? {
+        None => {
+            meta.insert(SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            Ok(())
+        }
+        Some(bytes) => {
+            let found = <[u8; 4]>::try_from(bytes.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("the schema version is not 4 bytes".into()))?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Connector names are unique without regard to case.
+fn name_key(name: &str) -> Vec<u8> {
+    name.trim().to_lowercase().into_bytes()
+}
+
+fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(error))
+}
+
+fn transact<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
+    result.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Db(e),
+    })
+}
+
+#[cfg(test)]
+mod tests;
