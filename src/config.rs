@@ -184,7 +184,7 @@ impl Config {
             }
             (None, None) => {}
         }
-        if self.http_listen == Some(self.listen) {
+        if self.http_listen == Some(self.listen) && self.listen.port() != 0 {
             return invalid(format!("listen and http_listen are both {}", self.listen));
         }
         if !(1..=MAX_SHUTDOWN_TIMEOUT_SECONDS).contains(&self.shutdown_timeout_seconds) {

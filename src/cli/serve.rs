@@ -1,5 +1,7 @@
 //! `datapool serve` and `datapool check-config`.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -57,7 +59,9 @@ pub fn serve(global: &GlobalArgs, options: ServerOptions) -> anyhow::Result<()> 
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder

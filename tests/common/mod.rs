@@ -1,0 +1,327 @@
+//! Starts the real `datapool` binary for integration tests: free ports, a temporary
+//! data dir, readiness, the admin token, and an HTTPS client that trusts the server's
+//! generated certificate. The process is killed and the dir removed on drop.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// How long a server may take to start listening and become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The path of the binary under test, built by cargo for integration tests.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_datapool")
+}
+
+/// How to start a server.
+#[derive(Default)]
+pub struct Options {
+    /// Extra arguments after `serve`.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Use this data dir instead of a fresh temporary one.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A running `datapool serve`.
+pub struct TestServer {
+    child: Option<Child>,
+    options: Options,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    logs: Arc<Mutex<String>>,
+    /// The HTTPS address it listens on.
+    pub https: SocketAddr,
+    /// The plain-HTTP address, when `--http-listen` was given.
+    pub http: Option<SocketAddr>,
+}
+
+/// An answer from the server, its body parsed as JSON (`Null` when empty).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestServer {
+    /// A server with default options.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(Options::default()).await
+    }
+
+    /// A server started with `options`, ready to answer.
+    pub async fn start_with(mut options: Options) -> TestServer {
+        let (temp, data_dir) = match options.data_dir.take() {
+            Some(dir) => (None, dir),
+            None => {
+                let temp = tempfile::tempdir().expect("temp dir");
+                let dir = temp.path().to_owned();
+                (Some(temp), dir)
+            }
+        };
+        options.data_dir = Some(data_dir.clone());
+        let mut server = TestServer {
+            child: None,
+            options,
+            data_dir,
+            _temp: temp,
+            logs: Arc::new(Mutex::new(String::new())),
+            https: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: None,
+        };
+        server.launch().await;
+        server
+    }
+
+    async fn launch(&mut self) {
+        let wants_http = self.options.args.iter().any(|a| a == "--http-listen");
+        let mut command = Command::new(binary());
+        command
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .args([
+                "serve",
+                "--log-format",
+                "json",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(&self.data_dir)
+            .args(&self.options.args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start datapool");
+        let (tx, rx) = mpsc::channel();
+        collect(
+            child.stdout.take().expect("stdout"),
+            self.logs.clone(),
+            Some(tx),
+        );
+        collect(
+            child.stderr.take().expect("stderr"),
+            self.logs.clone(),
+            None,
+        );
+        self.child = Some(child);
+        let expected = if wants_http { 2 } else { 1 };
+        for _ in 0..expected {
+            let (scheme, addr) = rx
+                .recv_timeout(START_TIMEOUT)
+                .unwrap_or_else(|_| panic!("datapool did not start listening:\n{}", self.logs()));
+            match scheme.as_str() {
+                "https" => self.https = addr,
+                _ => self.http = Some(addr),
+            }
+        }
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let client = self.client();
+        loop {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "datapool not ready:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The server's data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// `https://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.https)
+    }
+
+    /// The admin token the server wrote on first start.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("admin-token file")
+            .trim()
+            .to_owned()
+    }
+
+    /// The certificate the server presents: the operator's `--tls-cert`, else the one
+    /// generated into the data dir.
+    pub fn cert_file(&self) -> PathBuf {
+        let args = &self.options.args;
+        match args.iter().position(|a| a == "--tls-cert") {
+            Some(i) => PathBuf::from(&args[i + 1]),
+            None => self.data_dir.join("tls/cert.pem"),
+        }
+    }
+
+    /// An HTTPS client trusting only the server's certificate.
+    pub fn client(&self) -> reqwest::Client {
+        client_trusting(&self.cert_file())
+    }
+
+    /// Calls the server with `token` as bearer (none when `None`).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
+        let mut request = self.client().request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        answer(request.send().await.expect("request sent")).await
+    }
+
+    /// Calls the admin API with the admin token.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Answer {
+        self.call(method, path, Some(&self.token()), body).await
+    }
+
+    /// Everything the server printed so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") and waits for the process to exit, keeping
+    /// the runtime free meanwhile so open client connections can answer the server's
+    /// shutdown (HTTP/2 GOAWAY).
+    pub async fn stop(&mut self, signal: &str) -> ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "datapool did not exit:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server with SIGTERM and starts it again on the same data dir.
+    pub async fn restart(&mut self) {
+        let status = self.stop("TERM").await;
+        assert!(status.success(), "exit {status}:\n{}", self.logs());
+        self.launch().await;
+    }
+
+    /// Runs the CLI against this server, with `stdin` as its standard input.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new(binary());
+        command
+            .env_clear()
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--url", &format!("https://{}", self.https)])
+            .arg("--ca-cert")
+            .arg(self.cert_file())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run the CLI");
+        let mut input = child.stdin.take().expect("stdin");
+        input
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .expect("write stdin");
+        drop(input);
+        child.wait_with_output().expect("CLI output")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An HTTPS client that trusts exactly the certificate in `pem_file`.
+pub fn client_trusting(pem_file: &Path) -> reqwest::Client {
+    let pem = std::fs::read(pem_file).expect("certificate file");
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM certificate"))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Reads a response into an [`Answer`].
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body ({status}): {text}"))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Appends a child's output to `logs`; on stdout, reports each `listening` line's
+/// scheme and address.
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    logs: Arc<Mutex<String>>,
+    listening: Option<mpsc::Sender<(String, SocketAddr)>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if let (Some(tx), Ok(event)) = (&listening, serde_json::from_str::<Value>(&line)) {
+                if event["message"] == "listening" {
+                    let addr = event["addr"].as_str().and_then(|a| a.parse().ok());
+                    let scheme = event["scheme"].as_str().unwrap_or("").to_owned();
+                    if let Some(addr) = addr {
+                        let _ = tx.send((scheme, addr));
+                    }
+                }
+            }
+            let mut logs = logs.lock().expect("logs");
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
+}
