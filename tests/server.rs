@@ -179,13 +179,15 @@ async fn the_admin_token_is_private_survives_restarts_and_is_never_logged() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    for key_file in ["secret.key"] {
-        let mode = std::fs::metadata(server.data_dir().join(key_file))
-            .expect("file")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "{key_file}");
-    }
+    let key_mode = std::fs::metadata(server.data_dir().join("secret.key"))
+        .expect("file")
+        .permissions()
+        .mode();
+    assert_eq!(
+        key_mode & 0o777,
+        0o600,
+        "the secrets key file is private too"
+    );
 
     assert_eq!(
         server
@@ -316,4 +318,45 @@ async fn a_data_dir_from_a_newer_datapool_is_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("schema version 99"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_request_in_flight_at_sigterm_is_finished_before_exit() {
+    let mut server = TestServer::start().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<&'static [u8], std::io::Error>>(2);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let request = server
+        .client()
+        .post(server.url("/api/admin/connectors"))
+        .bearer_auth(server.token())
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let in_flight = tokio::spawn(request);
+    tx.send(Ok(br#"{"name": "Late", "type": "webhook","#))
+        .await
+        .expect("first half");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let pid = server.pid();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tx.send(Ok(br#" "stream": "late"}"#))
+        .await
+        .expect("second half");
+    drop(tx);
+
+    let response = in_flight
+        .await
+        .expect("task")
+        .expect("the request in flight is answered");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let status = server.stop("TERM").await;
+    assert_eq!(status.code(), Some(0), "{}", server.logs());
 }

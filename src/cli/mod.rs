@@ -55,9 +55,21 @@ pub struct GlobalArgs {
     json: bool,
 }
 
+/// What `serve --help` adds after the flags.
+const SERVE_HELP: &str = "\
+Settings, lowest precedence first: built-in defaults, the TOML config file (keys named
+like the flags with underscores: listen, http_listen, data_dir, tls_cert, tls_key,
+log_format, shutdown_timeout_seconds), the DATAPOOL_* variables shown above, flags.
+
+On first start the server creates in the data dir: admin-token (0600; the admin API's
+bearer token), secret.key (0600; seals stored secrets), tls/cert.pem and tls/key.pem
+(a self-signed certificate, unless --tls-cert/--tls-key are given) and db/ (the store).
+SIGTERM or SIGINT: stop accepting, finish requests in flight, flush, exit 0.";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (HTTPS on 0.0.0.0:8443 unless configured)
+    #[command(after_help = SERVE_HELP)]
     Serve(ServerOptions),
     /// Validate the configuration and print the effective settings
     CheckConfig(ServerOptions),

@@ -208,16 +208,20 @@ impl TestServer {
         self.logs.lock().expect("logs").clone()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     /// Sends `signal` (e.g. "TERM", "KILL") and waits for the process to exit, keeping
     /// the runtime free meanwhile so open client connections can answer the server's
     /// shutdown (HTTP/2 GOAWAY).
     pub async fn stop(&mut self, signal: &str) -> ExitStatus {
         let mut child = self.child.take().expect("server running");
-        let sent = Command::new("kill")
+        // The process may already be exiting from an earlier signal.
+        let _ = Command::new("kill")
             .args([format!("-{signal}"), child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
+            .status();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {

@@ -1,0 +1,281 @@
+//! The command line: connector commands against a running server, and check-config's
+//! view of the layered configuration.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{binary, TestServer};
+use serde_json::Value;
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(output.status.success(), "{}", stderr(output));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("not JSON: {}", stdout(output)))
+}
+
+#[tokio::test]
+async fn connector_commands_drive_the_admin_api() {
+    let server = TestServer::start().await;
+
+    let created = server.cli(
+        &[
+            "connector",
+            "create",
+            "--name",
+            "Sales",
+            "--type",
+            "webhook",
+            "--stream",
+            "sales",
+            "--item-key",
+            "region",
+        ],
+        None,
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let text = stdout(&created);
+    assert!(text.contains("ingest key (shown only now"), "{text}");
+    let key = text
+        .split_whitespace()
+        .find(|w| w.starts_with("ik_"))
+        .expect("key printed")
+        .to_owned();
+
+    let listed = server.cli(&["connector", "list"], None);
+    let table = stdout(&listed);
+    let mut lines = table.lines();
+    let header = lines.next().expect("header");
+    assert!(
+        header.starts_with("ID") && header.contains("STREAM") && header.contains("KEY ID"),
+        "{table}"
+    );
+    let row = lines.next().expect("one row");
+    assert!(
+        row.contains("Sales") && row.contains("webhook") && row.contains("idle"),
+        "{row}"
+    );
+    assert!(
+        row.contains(key.split('_').nth(1).expect("key id")),
+        "{row}"
+    );
+
+    let listed = json_of(&server.cli(&["connector", "list", "--json"], None));
+    let id = listed["connectors"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(listed["connectors"][0]["itemKey"], "region");
+
+    let shown = json_of(&server.cli(&["--json", "connector", "show", &id], None));
+    assert_eq!(shown["connector"]["name"], "Sales");
+
+    let patch = r#"{"name": "Revenue", "signing": {"scheme": "inspire", "secret": "from-stdin"}}"#;
+    let updated = json_of(&server.cli(
+        &["connector", "update", &id, "--file", "-", "--json"],
+        Some(patch),
+    ));
+    assert_eq!(updated["connector"]["name"], "Revenue");
+    assert_eq!(updated["connector"]["signing"]["secretSet"], true);
+
+    let disabled = json_of(&server.cli(&["connector", "disable", &id, "--json"], None));
+    assert_eq!(disabled["connector"]["state"], "disabled");
+    let enabled = json_of(&server.cli(&["connector", "enable", &id, "--json"], None));
+    assert_eq!(enabled["connector"]["state"], "idle");
+
+    let rotated = json_of(&server.cli(&["connector", "rotate-key", &id, "--json"], None));
+    let new_key = rotated["ingestKey"].as_str().expect("new key");
+    assert!(new_key.starts_with("ik_") && new_key != key);
+
+    let deleted = server.cli(&["connector", "delete", &id], None);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let missing = server.cli(&["connector", "show", &id], None);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("404 NOT_FOUND"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[tokio::test]
+async fn a_connector_document_can_come_from_a_file() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let doc = dir.path().join("orders.json");
+    std::fs::write(
+        &doc,
+        r#"{"name": "Orders", "type": "sql", "stream": "orders",
+            "settings": {"connectionString": "mysql://root:pw-in-file@127.0.0.1:3306/test", "query": "select 1"}}"#,
+    )
+    .expect("write");
+    let created = json_of(&server.cli(
+        &[
+            "connector",
+            "create",
+            "--file",
+            doc.to_str().expect("utf-8"),
+            "--json",
+        ],
+        None,
+    ));
+    assert_eq!(
+        created["connector"]["settings"]["connectionString"],
+        "mysql://root:***@127.0.0.1:3306/test"
+    );
+    assert!(created.get("ingestKey").is_none());
+
+    let refused = server.cli(
+        &[
+            "connector",
+            "create",
+            "--name",
+            "X",
+            "--type",
+            "webhook",
+            "--stream",
+            "Bad Stream",
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("INVALID_PAYLOAD"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[tokio::test]
+async fn client_commands_explain_a_missing_token_and_a_wrong_one() {
+    let server = TestServer::start().await;
+    let empty = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(binary())
+        .env_clear()
+        .args(["connector", "list", "--data-dir"])
+        .arg(empty.path())
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no admin token"),
+        "{}",
+        stderr(&output)
+    );
+
+    let wrong = server.cli(
+        &[
+            "connector",
+            "list",
+            "--token",
+            "at_000000000000_0000000000000000000000000000000000000000",
+        ],
+        None,
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        stderr(&wrong).contains("401 UNAUTHORIZED"),
+        "{}",
+        stderr(&wrong)
+    );
+}
+
+fn check_config(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(binary())
+        .env_clear()
+        .envs(env.iter().copied())
+        .arg("check-config")
+        .args(args)
+        .output()
+        .expect("run check-config")
+}
+
+#[test]
+fn check_config_shows_defaults_then_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("datapool.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:9001\"\nshutdown_timeout_seconds = 20\ndata_dir = \"/srv/from-file\"\n").expect("write");
+    let file = file.to_str().expect("utf-8");
+
+    let defaults = json_of(&check_config(&["--json", "--config", "/dev/null"], &[]));
+    assert_eq!(defaults["listen"], "0.0.0.0:8443");
+    assert_eq!(defaults["data_dir"], "./datapool-data");
+    assert_eq!(defaults["shutdown_timeout_seconds"], 10);
+
+    let from_file = json_of(&check_config(&["--json", "--config", file], &[]));
+    assert_eq!(from_file["listen"], "127.0.0.1:9001");
+    assert_eq!(from_file["shutdown_timeout_seconds"], 20);
+    assert_eq!(from_file["data_dir"], "/srv/from-file");
+
+    let env = [
+        ("DATAPOOL_LISTEN", "127.0.0.1:9002"),
+        ("DATAPOOL_DATA_DIR", "/srv/from-env"),
+        ("DATAPOOL_URL", "ignored"),
+    ];
+    let from_env = json_of(&check_config(&["--json", "--config", file], &env));
+    assert_eq!(from_env["listen"], "127.0.0.1:9002");
+    assert_eq!(from_env["data_dir"], "/srv/from-env");
+    assert_eq!(
+        from_env["shutdown_timeout_seconds"], 20,
+        "the file still fills what env leaves unset"
+    );
+
+    let from_flags = json_of(&check_config(
+        &["--json", "--config", file, "--listen", "127.0.0.1:9003"],
+        &env,
+    ));
+    assert_eq!(from_flags["listen"], "127.0.0.1:9003");
+
+    let text = check_config(&["--config", file], &[]);
+    assert!(
+        stdout(&text).contains("listen = \"127.0.0.1:9001\""),
+        "{}",
+        stdout(&text)
+    );
+}
+
+#[test]
+fn check_config_refuses_what_would_fail_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "lisen = \"127.0.0.1:9001\"\n").expect("write");
+    let cases = [
+        (vec!["--config", file.to_str().expect("utf-8")], "lisen"),
+        (
+            vec!["--config", "/nonexistent/datapool.toml"],
+            "cannot read the config file",
+        ),
+        (
+            vec![
+                "--config",
+                "/dev/null",
+                "--tls-cert",
+                "/nonexistent/c.pem",
+                "--tls-key",
+                "/nonexistent/k.pem",
+            ],
+            "does not exist",
+        ),
+        (
+            vec!["--config", "/dev/null", "--shutdown-timeout-seconds", "0"],
+            "shutdown_timeout_seconds",
+        ),
+    ];
+    for (args, mention) in cases {
+        let output = check_config(&args, &[]);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            stderr(&output).contains(mention),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
