@@ -139,13 +139,20 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
         .map_err(|source| AppError::Bind { addr, source })
 }
 
-/// On first start, creates the admin token, writes it to the data dir's
-/// [`ADMIN_TOKEN_FILE`] and stores only its hash. The log names the file, never the token.
+/// On first start, issues the admin token (see [`issue_admin_token`]).
 fn ensure_admin_token(store: &Store, data_dir: &Path) -> Result<(), AppError> {
     if let Some(key_id) = store.admin_key_id()? {
         tracing::debug!(%key_id, "admin token already issued");
         return Ok(());
     }
+    issue_admin_token(store, data_dir)?;
+    Ok(())
+}
+
+/// Creates a new admin token, writes it to the data dir's [`ADMIN_TOKEN_FILE`] and
+/// stores only its hash; a previous token stops working. The log names the file,
+/// never the token. Returns the file's path.
+fn issue_admin_token(store: &Store, data_dir: &Path) -> Result<PathBuf, AppError> {
     let path = data_dir.join(ADMIN_TOKEN_FILE);
     let token = Credential::generate(KeyKind::Admin);
     // The file first: if writing it fails, no token exists that nobody knows.
@@ -156,6 +163,13 @@ fn ensure_admin_token(store: &Store, data_dir: &Path) -> Result<(), AppError> {
         }
     })?;
     store.set_admin_key(&token.record("admin", jiff::Timestamp::now()))?;
-    tracing::info!(file = %path.display(), key_id = %token.key_id(), "created the admin token; read it from the file");
-    Ok(())
+    tracing::info!(file = %path.display(), key_id = %token.key_id(), "issued the admin token; read it from the file");
+    Ok(path)
+}
+
+/// Replaces the admin token of a stopped server's data dir (offline: the data dir's
+/// lock refuses while a server runs). For a lost or leaked token.
+pub fn reset_admin_token(data_dir: &Path) -> Result<PathBuf, AppError> {
+    let store = Store::open(data_dir)?;
+    issue_admin_token(&store, data_dir)
 }

@@ -279,3 +279,59 @@ fn check_config_refuses_what_would_fail_at_start() {
         );
     }
 }
+
+#[tokio::test]
+async fn reset_admin_token_replaces_a_stopped_servers_token() {
+    let mut server = TestServer::start().await;
+    let old = server.token();
+    let data_dir = server.data_dir().to_str().expect("utf-8").to_owned();
+    let reset = |dir: &str| {
+        Command::new(binary())
+            .env_clear()
+            .args(["reset-admin-token", "--data-dir", dir])
+            .output()
+            .expect("run")
+    };
+
+    let refused = reset(&data_dir);
+    assert!(
+        !refused.status.success(),
+        "a running server's data dir is locked"
+    );
+    assert!(
+        stderr(&refused).contains("in use by another datapool process"),
+        "{}",
+        stderr(&refused)
+    );
+
+    assert!(server.stop("TERM").await.success());
+    let done = reset(&data_dir);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(stdout(&done).contains("admin-token"));
+    let new = std::fs::read_to_string(server.data_dir().join("admin-token"))
+        .expect("token")
+        .trim()
+        .to_owned();
+    assert_ne!(new, old);
+
+    let server = TestServer::start_with(common::Options {
+        data_dir: Some(data_dir.into()),
+        ..Default::default()
+    })
+    .await;
+    let path = "/api/admin/connectors";
+    assert_eq!(
+        server
+            .call(reqwest::Method::GET, path, Some(&old), None)
+            .await
+            .status,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server
+            .call(reqwest::Method::GET, path, Some(&new), None)
+            .await
+            .status,
+        reqwest::StatusCode::OK
+    );
+}

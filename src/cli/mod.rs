@@ -73,6 +73,8 @@ enum Command {
     Serve(ServerOptions),
     /// Validate the configuration and print the effective settings
     CheckConfig(ServerOptions),
+    /// Replace the admin token of a stopped server (writes <data-dir>/admin-token)
+    ResetAdminToken,
     /// Manage connectors on a running server
     #[command(subcommand)]
     Connector(connector::ConnectorCommand),
@@ -85,6 +87,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(options) => serve::serve(&cli.global, options),
         Command::CheckConfig(options) => serve::check_config(&cli.global, options),
+        Command::ResetAdminToken => serve::reset_admin_token(&cli.global),
         Command::Connector(command) => {
             client::run(&cli.global, |client| connector::run(client, command))
         }

@@ -28,6 +28,17 @@ pub fn check_config(global: &GlobalArgs, options: ServerOptions) -> anyhow::Resu
     Ok(())
 }
 
+/// Issues a new admin token into the data dir of a stopped server.
+pub fn reset_admin_token(global: &GlobalArgs) -> anyhow::Result<()> {
+    let data_dir = Config::data_dir(global.config.as_deref(), global.data_dir.clone())?;
+    let path = crate::app::reset_admin_token(&data_dir)?;
+    println!(
+        "a new admin token is in {}; the previous one no longer works",
+        path.display()
+    );
+    Ok(())
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub fn serve(global: &GlobalArgs, options: ServerOptions) -> anyhow::Result<()> {
     let config = load(global, options)?;
