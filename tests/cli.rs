@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{binary, TestServer};
+use common::{run, TestServer};
 use serde_json::Value;
 
 fn stdout(output: &Output) -> String {
@@ -158,12 +158,15 @@ async fn a_connector_document_can_come_from_a_file() {
 async fn client_commands_explain_a_missing_token_and_a_wrong_one() {
     let server = TestServer::start().await;
     let empty = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(binary())
-        .env_clear()
-        .args(["connector", "list", "--data-dir"])
-        .arg(empty.path())
-        .output()
-        .expect("run");
+    let output = run(
+        &[
+            "connector",
+            "list",
+            "--data-dir",
+            empty.path().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("no admin token"),
@@ -189,13 +192,7 @@ async fn client_commands_explain_a_missing_token_and_a_wrong_one() {
 }
 
 fn check_config(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(binary())
-        .env_clear()
-        .envs(env.iter().copied())
-        .arg("check-config")
-        .args(args)
-        .output()
-        .expect("run check-config")
+    run(&[&["check-config"], args].concat(), env)
 }
 
 #[test]
@@ -285,13 +282,7 @@ async fn reset_admin_token_replaces_a_stopped_servers_token() {
     let mut server = TestServer::start().await;
     let old = server.token();
     let data_dir = server.data_dir().to_str().expect("utf-8").to_owned();
-    let reset = |dir: &str| {
-        Command::new(binary())
-            .env_clear()
-            .args(["reset-admin-token", "--data-dir", dir])
-            .output()
-            .expect("run")
-    };
+    let reset = |dir: &str| run(&["reset-admin-token", "--data-dir", dir], &[]);
 
     let refused = reset(&data_dir);
     assert!(

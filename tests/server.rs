@@ -4,11 +4,19 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
-use common::{answer, binary, client_trusting, Options, TestServer};
+use common::{answer, client_trusting, run, Options, TestServer};
 use reqwest::{Method, StatusCode, Version};
 use serde_json::json;
+
+/// Runs a server on `data_dir` that is expected to refuse to start.
+fn serve_once(data_dir: &std::path::Path) -> std::process::Output {
+    let dir = data_dir.to_str().expect("utf-8");
+    run(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", dir],
+        &[],
+    )
+}
 
 #[tokio::test]
 async fn a_self_signed_certificate_is_generated_once_and_served_over_http2() {
@@ -276,12 +284,7 @@ async fn sigterm_drains_flushes_and_exits_zero() {
 #[tokio::test]
 async fn a_second_server_on_the_same_data_dir_fails_at_once() {
     let server = TestServer::start().await;
-    let output = Command::new(binary())
-        .env_clear()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(server.data_dir())
-        .output()
-        .expect("second server");
+    let output = serve_once(server.data_dir());
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -309,12 +312,7 @@ async fn a_data_dir_from_a_newer_datapool_is_refused() {
             .expect("write");
         db.flush().expect("flush");
     }
-    let output = Command::new(binary())
-        .env_clear()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(server.data_dir())
-        .output()
-        .expect("server");
+    let output = serve_once(server.data_dir());
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("schema version 99"), "{stderr}");
@@ -340,12 +338,7 @@ async fn a_request_in_flight_at_sigterm_is_finished_before_exit() {
         .expect("first half");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
-    let pid = server.pid();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
+    server.signal("TERM");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     tx.send(Ok(br#" "stream": "late"}"#))
         .await

@@ -23,6 +23,16 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_datapool")
 }
 
+/// Runs the binary to completion with `args` and a clean environment plus `env`.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(binary())
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("run datapool")
+}
+
 /// How to start a server.
 #[derive(Default)]
 pub struct Options {
@@ -208,20 +218,22 @@ impl TestServer {
         self.logs.lock().expect("logs").clone()
     }
 
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("server running").id()
+    /// Sends `signal` (e.g. "TERM") without waiting; the process may already be
+    /// exiting from an earlier one, so a failed delivery is not an error.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([format!("-{signal}"), child.id().to_string()])
+                .status();
+        }
     }
 
     /// Sends `signal` (e.g. "TERM", "KILL") and waits for the process to exit, keeping
     /// the runtime free meanwhile so open client connections can answer the server's
     /// shutdown (HTTP/2 GOAWAY).
     pub async fn stop(&mut self, signal: &str) -> ExitStatus {
+        self.signal(signal);
         let mut child = self.child.take().expect("server running");
-        // The process may already be exiting from an earlier signal.
-        let _ = Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {

@@ -335,39 +335,31 @@ impl FileSettings {
             )?;
         }
         let format_only = [
-            (
-                "settings.sheet",
-                self.sheet.is_some(),
-                self.format == FileFormat::Excel,
-            ),
+            ("settings.sheet", self.sheet.is_some(), FileFormat::Excel),
             (
                 "settings.delimiter",
                 self.delimiter.is_some(),
-                self.format == FileFormat::Csv,
+                FileFormat::Csv,
             ),
-            (
-                "settings.quote",
-                self.quote.is_some(),
-                self.format == FileFormat::Csv,
-            ),
+            ("settings.quote", self.quote.is_some(), FileFormat::Csv),
             (
                 "settings.encoding",
                 self.encoding.is_some(),
-                self.format == FileFormat::Csv,
+                FileFormat::Csv,
             ),
             (
                 "settings.jsonPointer",
                 self.json_pointer.is_some(),
-                self.format == FileFormat::Json,
+                FileFormat::Json,
             ),
-            (
-                "settings.xmlPath",
-                self.xml_path.is_some(),
-                self.format == FileFormat::Xml,
-            ),
+            ("settings.xmlPath", self.xml_path.is_some(), FileFormat::Xml),
         ];
-        for (path, set, applies) in format_only {
-            ensure(!set || applies, path, "does not apply to this format")?;
+        for (path, set, format) in format_only {
+            ensure(
+                !set || self.format == format,
+                path,
+                "does not apply to this format",
+            )?;
         }
         ensure(
             self.format != FileFormat::Xml || self.xml_path.is_some(),
