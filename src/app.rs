@@ -11,10 +11,14 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::AppState;
-use crate::auth::{Credential, FailedAuthLimiter, KeyKind};
+use tokio::sync::Semaphore;
+
+use crate::api::{AppState, MAX_INGEST_IN_FLIGHT};
+use crate::auth::{Credential, FailedAuthLimiter, KeyKind, RateLimiter};
 use crate::config::Config;
+use crate::connectors::PushConnectors;
 use crate::http::tls::{self, TlsError};
+use crate::ingest::{retention, Ingest};
 use crate::store::{Store, StoreError};
 use crate::{http, private_file};
 
@@ -88,24 +92,33 @@ impl Server {
     }
 
     /// Runs until `shutdown` fires; then stops accepting, lets requests in flight finish
-    /// (bounded by the configured timeout), and flushes the store.
+    /// (bounded by the configured timeout), lets the committer and the applier finish
+    /// what was accepted, and flushes the store last.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let background = TaskTracker::new();
+        let stop_background = CancellationToken::new();
+        let ingest = Ingest::start(self.store.clone(), &background, stop_background.clone())?;
+        background.spawn(retention::run(self.store.clone(), shutdown.clone()));
         let state = AppState {
             store: self.store.clone(),
             shutdown: shutdown.clone(),
             auth_failures: Arc::new(FailedAuthLimiter::default()),
+            ingest,
+            push: Arc::new(PushConnectors::new(self.store.clone())),
+            rates: Arc::new(RateLimiter::default()),
+            in_flight: Arc::new(Semaphore::new(MAX_INGEST_IN_FLIGHT)),
+            keys_in_flight: Arc::default(),
         };
         let router = http::router(state);
         let drain = Duration::from_secs(self.config.shutdown_timeout_seconds);
-        let tasks = TaskTracker::new();
-        let listeners = [(Some(self.https), Some(self.tls)), (self.http, None)];
-        for (listener, tls) in listeners {
+        let listeners = TaskTracker::new();
+        for (listener, tls) in [(Some(self.https), Some(self.tls)), (self.http, None)] {
             let Some(listener) = listener else { continue };
             if let Ok(addr) = listener.local_addr() {
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 tracing::info!(%addr, scheme, "listening");
             }
-            tasks.spawn(http::serve(
+            listeners.spawn(http::serve(
                 listener,
                 tls,
                 router.clone(),
@@ -113,15 +126,26 @@ impl Server {
                 drain,
             ));
         }
-        tasks.close();
+        // The listeners hold the only handles to the ingest pipeline from here on: once
+        // they have drained, the committer and the applier finish and stop.
+        drop(router);
+        listeners.close();
+        background.close();
         shutdown.cancelled().await;
         tracing::info!("shutting down: draining requests in flight");
-        if tokio::time::timeout(drain + TASK_GRACE, tasks.wait())
+        if tokio::time::timeout(drain + TASK_GRACE, listeners.wait())
             .await
             .is_err()
         {
-            tracing::warn!("some tasks did not stop in time");
+            tracing::warn!("connections did not finish in time");
         }
+        if tokio::time::timeout(TASK_GRACE, background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("accepted writes not yet applied are replayed on the next start");
+        }
+        stop_background.cancel();
         self.store.flush().await?;
         tracing::info!("stopped; the store is flushed");
         Ok(())

@@ -6,11 +6,14 @@
 //! - [`cli`]: the command line; `serve` runs the server, the other commands drive a
 //!   running server over its admin API.
 //! - [`config`]: the server's settings, layered defaults < TOML < `DATAPOOL_*` < flags.
+//! - [`connectors`]: connectors at run time: the cache ingestion authenticates against.
 //! - [`app`]: builds the services, binds the listeners and owns shutdown.
 //! - [`http`]: listeners (HTTPS with rustls, optional plain HTTP), TLS material, the
 //!   router, request ids and the one error body every failure uses.
 //! - [`api`]: request handlers: operations probes and the admin API.
 //! - [`auth`]: credential formats, hashing and the failed-authentication limiter.
+//! - [`ingest`]: the durable path of a write: group commit to the journal, then the
+//!   applier into the pool and the change log.
 //! - [`ids`]: random identifiers for connectors, keys and requests.
 //! - [`model`]: streams, connectors, and the JSON documents that describe them.
 //! - [`private_file`]: writing files only the service user may read.
@@ -21,8 +24,10 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod model;
 pub mod private_file;
 pub mod store;

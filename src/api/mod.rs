@@ -2,17 +2,28 @@
 //! routing, request ids and error bodies live in [`crate::http`].
 
 pub mod admin;
+pub mod ingest;
 pub mod ops;
+pub mod read;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Credential, FailedAuthLimiter, KeyRecord};
+use tokio::sync::Semaphore;
+
+use crate::auth::{Credential, FailedAuthLimiter, KeyRecord, RateLimiter};
+use crate::connectors::PushConnectors;
 use crate::http::ApiError;
+use crate::ingest::Ingest;
 use crate::store::Store;
+
+/// Requests the ingest routes serve at once; past it they answer 503 instead of
+/// queueing without bound (SPEC §3.1).
+pub const MAX_INGEST_IN_FLIGHT: usize = 1024;
 
 /// What every handler shares; cheap to clone.
 #[derive(Clone)]
@@ -23,6 +34,16 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Failed admin/read authentications per client address.
     pub auth_failures: Arc<FailedAuthLimiter>,
+    /// Submits writes to the journal and follows their application.
+    pub ingest: Ingest,
+    /// Push connectors by ingest key, cached.
+    pub push: Arc<PushConnectors>,
+    /// Token buckets per connector.
+    pub rates: Arc<RateLimiter>,
+    /// Permits for ingest requests in flight ([`MAX_INGEST_IN_FLIGHT`]).
+    pub in_flight: Arc<Semaphore>,
+    /// Idempotency keys whose first request is still being processed.
+    pub keys_in_flight: Arc<ingest::KeysInFlight>,
 }
 
 impl AppState {
@@ -35,6 +56,34 @@ impl AppState {
         let record = self.store.key(credential.key_id())?;
         Ok(record.filter(|record| record.matches(&credential)))
     }
+
+    /// Authenticates an admin or read request from `client`: 429 while that address is
+    /// refused for failing too often, 401 (counted against it) for a missing or invalid
+    /// token, else the key's record for the caller to check its rights.
+    pub fn identify(
+        &self,
+        client: Option<IpAddr>,
+        token: Option<&str>,
+    ) -> Result<KeyRecord, ApiError> {
+        if let Some(wait) = client.and_then(|ip| self.auth_failures.blocked_for(ip)) {
+            return Err(ApiError::rate_limited(
+                "too many failed authentications from this address; try again later",
+                wait.as_secs() + 1,
+            ));
+        }
+        let record = match token {
+            Some(token) => self.authenticate(token)?,
+            None => None,
+        };
+        record.ok_or_else(|| {
+            if let Some(ip) = client {
+                if self.auth_failures.record_failure(ip) {
+                    tracing::warn!(client = %ip, "refusing a client address after repeated failed authentications");
+                }
+            }
+            ApiError::unauthorized("missing or invalid credential (Authorization: Bearer …)")
+        })
+    }
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -44,9 +93,22 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// A JSON request body: absent or JSON content type (`application/json`,
-/// `*/*+json`), else 415; invalid JSON is a 400 that says where.
+/// A JSON request body: absent or JSON content type, else 415; invalid JSON is a 400
+/// that says where.
 pub fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    check_json_content_type(headers)?;
+    parse_json(body)
+}
+
+/// Parses JSON, or a 400 that says what and where.
+pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_payload(format!("invalid JSON: {e}")))
+}
+
+/// Accepts an absent `Content-Type` or a JSON one (`application/json`, `*/*+json`,
+/// with any parameters); anything else is 415.
+pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let essence = content_type
             .to_str()
@@ -62,6 +124,5 @@ pub fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             )));
         }
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid_payload(format!("invalid JSON: {e}")))
+    Ok(())
 }

@@ -72,6 +72,26 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
     }
 
+    /// 401 `INVALID_SIGNATURE`: the request's signature is missing, stale or wrong.
+    pub fn invalid_signature(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "INVALID_SIGNATURE", message)
+    }
+
+    /// 403 `CONNECTOR_DISABLED`: the key is valid but its connector is paused.
+    pub fn connector_disabled(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "CONNECTOR_DISABLED", message)
+    }
+
+    /// 404 `STREAM_NOT_FOUND`: the key does not write to the stream in the URL.
+    pub fn stream_not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "STREAM_NOT_FOUND", message)
+    }
+
+    /// 413 `PAYLOAD_TOO_LARGE`: the body is over the route's limit.
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)
+    }
+
     /// 404 `NOT_FOUND`: unknown id or path.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)

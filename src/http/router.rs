@@ -2,13 +2,13 @@
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::error::request_context;
 use super::ApiError;
-use crate::api::{admin, ops, AppState};
+use crate::api::{admin, ingest, ops, read, AppState};
 
 /// Largest admin API body: connector documents are a few KiB.
 const ADMIN_BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -31,10 +31,23 @@ pub fn router(state: AppState) -> Router {
         .route("/connectors/{id}/enable", post(connectors::enable))
         .route("/connectors/{id}/disable", post(connectors::disable))
         .route("/connectors/{id}/rotate-key", post(connectors::rotate_key))
+        .route(
+            "/read-keys",
+            get(admin::read_keys::list).post(admin::read_keys::create),
+        )
+        .route("/read-keys/{id}", delete(admin::read_keys::delete))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/api/webhook/{stream}", post(ingest::webhook))
+        .route("/api/streams", get(read::streams))
+        .route("/api/streams/{stream}/items", get(read::items))
+        .route(
+            "/api/streams/{stream}/items/{id}",
+            get(read::item).delete(read::delete_item),
+        )
+        .route("/api/streams/{stream}/events", get(read::events))
         .nest("/api/admin", admin)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT_BYTES))

@@ -1,8 +1,11 @@
 //! The DataPool's nouns and the JSON documents that describe them: stream names,
-//! connectors (with validation of the whole §1.1 document), and JSON Merge Patch.
+//! items and the writes and changes that touch them, connectors (with validation of
+//! the whole §1.1 document), and JSON Merge Patch.
 
 mod connector;
+mod item;
 mod merge_patch;
+mod read_key;
 mod secret;
 mod stream;
 
@@ -12,7 +15,12 @@ pub use connector::{
     Settings, SignatureEncoding, SignedContent, Signing, SigningScheme, SqlDriver, SqlSettings,
     TextEncoding, UpsertMode, UrlAuth, UrlSource,
 };
+pub use item::{
+    flatten, item_id, map_fields, validate_item_id, Change, ChangeKind, Fields, Item, Upsert,
+    Write, MAX_DEPTH, MAX_FIELDS, MAX_ITEM_ID_BYTES,
+};
 pub use merge_patch::merge_patch;
+pub use read_key::{ReadKey, ReadKeySpec};
 pub use secret::Secret;
 pub use stream::StreamName;
 

@@ -6,13 +6,23 @@
 //! - `meta`: the schema version and the admin key id;
 //! - `connectors`: connector id → sealed [`Connector`];
 //! - `connector_names`: lowercased name → connector id (names are unique);
-//! - `keys`: key id → [`KeyRecord`] (hashes only), for every kind of credential.
+//! - `read_keys`: read key id → [`ReadKey`](crate::model::ReadKey);
+//! - `keys`: key id → [`KeyRecord`] (hashes only), for every kind of credential;
+//! - `journal`: sequence → accepted [`Write`](crate::model::Write), until applied;
+//! - `idempotency`: connector id \0 key → the first answer, until it expires;
+//! - `items`: stream \0 item id → [`Item`](crate::model::Item);
+//! - `streams`: stream → item count and last change;
+//! - `changes`: global change sequence → [`Change`](crate::model::Change), kept 7 days.
 
 mod codec;
+mod journal;
+mod pool;
+mod read_keys;
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -21,12 +31,19 @@ use crate::auth::KeyRecord;
 use crate::model::Connector;
 use codec::{decode, encode, Sealer};
 
+pub use journal::{Accepted, IdempotencyRecord};
+pub use pool::StreamStats;
+
 /// The layout this binary writes. A data dir with a newer one is refused: it was
 /// written by a newer datapool, and guessing at it could lose data.
 pub const SCHEMA_VERSION: u32 = 1;
 /// Memory sled may use for its page cache. Connectors and keys are small; the
 /// DataPool's items will share this.
 const CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
+/// sled's log segment size. sled writes any page over a quarter of a segment as a
+/// separate blob file; 8 MiB segments keep whole 1 MiB requests in the log, which the
+/// group commit syncs (blobs are synced too, should a page still exceed it).
+const SEGMENT_SIZE_BYTES: usize = 8 * 1024 * 1024;
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 const ADMIN_KEY_ID_KEY: &[u8] = b"admin_key_id";
 
@@ -84,6 +101,16 @@ struct Inner {
     connectors: sled::Tree,
     connector_names: sled::Tree,
     keys: sled::Tree,
+    read_keys: sled::Tree,
+    journal: sled::Tree,
+    idempotency: sled::Tree,
+    items: sled::Tree,
+    streams: sled::Tree,
+    changes: sled::Tree,
+    /// The next journal sequence number; only the group committer takes from it.
+    next_journal_seq: AtomicU64,
+    /// sled's data file and directory, synced (fdatasync) by every group commit.
+    db_dir: PathBuf,
     sealer: Sealer,
     /// Held for the store's lifetime: the OS releases the lock when the process ends.
     _lock: File,
@@ -118,19 +145,31 @@ impl Store {
             Err(TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
         let sealer = Sealer::load_or_create(&data_dir.join("secret.key"))?;
+        let db_dir = data_dir.join("db");
         let db = sled::Config::new()
-            .path(data_dir.join("db"))
+            .path(&db_dir)
             .cache_capacity(CACHE_CAPACITY_BYTES)
+            .segment_size(SEGMENT_SIZE_BYTES)
             .open()?;
         let meta = db.open_tree("meta")?;
         check_schema(&meta)?;
+        let journal = db.open_tree("journal")?;
+        let next_journal_seq = journal::next_seq(&journal, &meta)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 connectors: db.open_tree("connectors")?,
                 connector_names: db.open_tree("connector_names")?,
                 keys: db.open_tree("keys")?,
+                read_keys: db.open_tree("read_keys")?,
+                idempotency: db.open_tree("idempotency")?,
+                items: db.open_tree("items")?,
+                streams: db.open_tree("streams")?,
+                changes: db.open_tree("changes")?,
+                journal,
+                next_journal_seq: AtomicU64::new(next_journal_seq),
                 meta,
                 db,
+                db_dir,
                 sealer,
                 _lock: lock,
             }),

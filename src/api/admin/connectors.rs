@@ -159,7 +159,10 @@ fn modify(
         let (next, key) = change(&load(state, id)?)?;
         match state.store.update_connector(&next, key.as_ref()) {
             Err(StoreError::Changed) if attempt < MODIFY_ATTEMPTS => attempt += 1,
-            result => return result.map(|()| next).map_err(|e| not_found_as(e, id)),
+            result => {
+                state.push.invalidate();
+                return result.map(|()| next).map_err(|e| not_found_as(e, id));
+            }
         }
     }
 }

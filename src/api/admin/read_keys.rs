@@ -1,0 +1,54 @@
+//! `/api/admin/read-keys`: issue, list and revoke read keys for displays.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use jiff::Timestamp;
+use serde_json::{json, Value};
+
+use crate::api::{json_body, AppState};
+use crate::auth::{Credential, KeyKind};
+use crate::http::ApiError;
+use crate::model::{ReadKey, ReadKeySpec, ValidationError};
+use crate::store::StoreError;
+
+/// `POST /api/admin/read-keys` `{"name","streams"?}` → 201 `{"readKey","key"}`; the key
+/// is shown here only.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let spec: ReadKeySpec = serde_path_to_error::deserialize(json_body(&headers, &body)?)
+        .map_err(|e| ValidationError::field(&e.path().to_string(), e.into_inner()))?;
+    let now = Timestamp::now();
+    let credential = Credential::generate(KeyKind::Read);
+    let read_key = ReadKey::new(spec, credential.key_id().to_owned(), now)?;
+    state
+        .store
+        .create_read_key(&read_key, &credential.record(&read_key.id, now))?;
+    tracing::info!(read_key_id = %read_key.id, key_id = %read_key.key_id, "read key issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"readKey": read_key, "key": credential.expose()})),
+    ))
+}
+
+/// `GET /api/admin/read-keys` → `{"readKeys": […]}`.
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"readKeys": state.store.read_keys()?})))
+}
+
+/// `DELETE /api/admin/read-keys/{id}` → 204; the key stops working at once.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_read_key(&id).map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found(format!("no read key with id {id:?}")),
+        other => other.into(),
+    })?;
+    tracing::info!(read_key_id = %id, "read key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,313 @@
+//! The read API for displays and dashboards (SPEC §5): streams, items with cursor
+//! paging, one item, deleting one (admin), and Server-Sent Events of changes.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use futures_util::Stream;
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{bearer_token, AppState};
+use crate::auth::KeyKind;
+use crate::http::{ApiError, ClientAddr};
+use crate::ingest::IngestError;
+use crate::model::{Change, ChangeKind, ReadKey, StreamName, UpsertMode, Write};
+use crate::store::{Accepted, Store};
+
+/// Items per page unless `limit` says otherwise (SPEC §5).
+const DEFAULT_PAGE: usize = 100;
+/// Largest page; larger `limit`s are clamped (SPEC §5).
+const MAX_PAGE: usize = 1000;
+/// Changes read from the log per pass of an SSE stream.
+const SSE_BATCH: usize = 256;
+/// Who wrote a change made through the read API (deleting an item).
+const ADMIN_WRITER: &str = "admin";
+
+/// Who is reading: the admin token reads everything, a read key its streams.
+pub enum Reader {
+    /// The admin token.
+    Admin,
+    /// A read key.
+    Key(ReadKey),
+}
+
+impl Reader {
+    fn check(&self, stream: &str) -> Result<(), ApiError> {
+        match self {
+            Reader::Key(key) if !key.allows(stream) => Err(ApiError::forbidden(format!(
+                "this read key may not read stream {stream:?}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ApiError;
+
+    /// A bearer token, or `?key=` for browsers' EventSource, which cannot set headers.
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        let query_key = parts.uri.query().and_then(|query| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "key")
+                .map(|(_, value)| value.into_owned())
+        });
+        let token = bearer_token(&parts.headers)
+            .map(str::to_owned)
+            .or(query_key);
+        let record = state.identify(client, token.as_deref())?;
+        match record.kind {
+            KeyKind::Admin => Ok(Reader::Admin),
+            KeyKind::Read => state
+                .store
+                .read_key(&record.owner)?
+                .map(Reader::Key)
+                .ok_or_else(|| ApiError::unauthorized("this read key was revoked")),
+            KeyKind::Ingest => Err(ApiError::forbidden(
+                "an ingest key cannot read; use a read key",
+            )),
+        }
+    }
+}
+
+/// `GET /api/streams` → `{"streams":[{"name","itemCount","updatedAt"}]}`.
+pub async fn streams(
+    State(state): State<AppState>,
+    reader: Reader,
+) -> Result<Json<Value>, ApiError> {
+    let streams: Vec<Value> = state
+        .store
+        .streams()?
+        .into_iter()
+        .filter(|(name, _)| reader.check(name.as_str()).is_ok())
+        .map(|(name, stats)| json!({"name": name, "itemCount": stats.item_count, "updatedAt": stats.updated_at}))
+        .collect();
+    Ok(Json(json!({"streams": streams})))
+}
+
+/// Query of the items listing.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/streams/{stream}/items?limit=&cursor=` → `{"items","nextCursor"}`, in id
+/// order; `nextCursor` is null on the last page.
+pub async fn items(
+    State(state): State<AppState>,
+    reader: Reader,
+    Path(stream): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    reader.check(&stream)?;
+    known_stream(&state.store, &stream)?;
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let after = page.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut items = state.store.items(&stream, after.as_deref(), limit + 1)?;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items
+            .last()
+            .map(|item| URL_SAFE_NO_PAD.encode(item.id.as_bytes()))
+    } else {
+        None
+    };
+    Ok(Json(json!({"items": items, "nextCursor": next})))
+}
+
+/// `GET /api/streams/{stream}/items/{id}` → the item.
+pub async fn item(
+    State(state): State<AppState>,
+    reader: Reader,
+    Path((stream, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    reader.check(&stream)?;
+    let item = state
+        .store
+        .item(&stream, &id)?
+        .ok_or_else(|| unknown_item(&stream, &id))?;
+    Ok(Json(json!(item)))
+}
+
+/// `DELETE /api/streams/{stream}/items/{id}` (admin token) → 204 once the deletion is
+/// applied, in order with the stream's other writes.
+pub async fn delete_item(
+    State(state): State<AppState>,
+    reader: Reader,
+    Path((stream, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if !matches!(reader, Reader::Admin) {
+        return Err(ApiError::forbidden("deleting items needs the admin token"));
+    }
+    if state.store.item(&stream, &id)?.is_none() {
+        return Err(unknown_item(&stream, &id));
+    }
+    let stream_name = StreamName::try_from(stream.clone())?;
+    let write = Write {
+        stream: stream_name,
+        connector_id: ADMIN_WRITER.to_owned(),
+        mode: UpsertMode::Merge,
+        upserts: Vec::new(),
+        deletes: vec![id],
+        accepted_at: Timestamp::now(),
+    };
+    let stopped = |e: IngestError| match e {
+        IngestError::Stopped => ApiError::unavailable("shutting down"),
+        IngestError::Store(cause) => ApiError::internal(cause),
+    };
+    let seq = state
+        .ingest
+        .submit(Accepted {
+            write,
+            idempotency: None,
+        })
+        .await
+        .map_err(stopped)?;
+    state.ingest.applied(seq).await.map_err(stopped)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/streams/{stream}/events`: Server-Sent Events of the stream's changes.
+/// `Last-Event-ID` resumes without gaps while the change log still holds that id;
+/// otherwise the stream opens with `event: reset` and the client reloads.
+pub async fn events(
+    State(state): State<AppState>,
+    reader: Reader,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    reader.check(&stream)?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let current = state.store.last_change_seq()?;
+    let (start, reset) = match last_event_id {
+        None => (current, false),
+        Some(id) if id > current => (current, true),
+        Some(id) => {
+            let first = state.store.first_change_seq()?;
+            let gap = match first {
+                Some(first) => first > id + 1,
+                None => id < current,
+            };
+            if gap {
+                (current, true)
+            } else {
+                (id, false)
+            }
+        }
+    };
+    let follower = Follower {
+        store: state.store.clone(),
+        changes: state.ingest.changes(),
+        shutdown: state.shutdown.clone(),
+        stream,
+        last_seq: start,
+        queued: VecDeque::new(),
+        reset,
+    };
+    let events = futures_util::stream::unfold(follower, |mut follower| async move {
+        follower.next().await.map(|event| (Ok(event), follower))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// One SSE client's position in the change log.
+struct Follower {
+    store: Store,
+    changes: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+    stream: String,
+    last_seq: u64,
+    queued: VecDeque<Change>,
+    reset: bool,
+}
+
+impl Follower {
+    /// The next event for this client; `None` ends the stream (shutdown, or the store
+    /// failing).
+    async fn next(&mut self) -> Option<Event> {
+        if std::mem::take(&mut self.reset) {
+            return Some(Event::default().event("reset").data("{}"));
+        }
+        loop {
+            if let Some(change) = self.queued.pop_front() {
+                return Some(event_of(&change));
+            }
+            let store = self.store.clone();
+            let after = self.last_seq;
+            let read =
+                tokio::task::spawn_blocking(move || store.changes_after(after, SSE_BATCH)).await;
+            let batch = match read {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "reading the change log for SSE failed");
+                    return None;
+                }
+                Err(_) => return None,
+            };
+            if let Some(last) = batch.last() {
+                self.last_seq = last.seq;
+                self.queued.extend(
+                    batch
+                        .into_iter()
+                        .filter(|c| c.stream.as_str() == self.stream),
+                );
+                continue;
+            }
+            let last_seq = self.last_seq;
+            tokio::select! {
+                changed = self.changes.wait_for(|seq| *seq > last_seq) => changed.ok()?,
+                _ = self.shutdown.cancelled() => return None,
+            };
+        }
+    }
+}
+
+fn event_of(change: &Change) -> Event {
+    let mut data =
+        json!({"stream": change.stream, "itemId": change.item_id, "version": change.version});
+    if change.kind != ChangeKind::Deleted {
+        data["fields"] = json!(change.fields);
+    }
+    Event::default()
+        .id(change.seq.to_string())
+        .event(change.kind.as_str())
+        .data(data.to_string())
+}
+
+fn known_stream(store: &Store, stream: &str) -> Result<(), ApiError> {
+    match store.stream(stream)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!("no stream {stream:?}"))),
+    }
+}
+
+fn unknown_item(stream: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!("no item {id:?} in stream {stream:?}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| ApiError::invalid_payload("cursor is not one this server gave out"))
+}

@@ -1,0 +1,46 @@
+//! Background sweeps: expired idempotency keys, and changes older than the change
+//! log's retention (after which SSE clients resuming from them get `event: reset`).
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+
+/// How long the change log keeps a change (SPEC §5: 7 days).
+pub const CHANGE_RETENTION: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// How often the sweeps run.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Sweeps every [`SWEEP_EVERY`] until `stop` fires.
+pub async fn run(store: Store, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let store = store.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            let now = Timestamp::now();
+            let keys = store.sweep_idempotency(now)?;
+            let changes =
+                store.sweep_changes(now.checked_sub(CHANGE_RETENTION).unwrap_or(Timestamp::MIN))?;
+            Ok::<_, crate::store::StoreError>((keys, changes))
+        })
+        .await;
+        match swept {
+            Ok(Ok((keys, changes))) if keys + changes > 0 => {
+                tracing::debug!(
+                    keys,
+                    changes,
+                    "swept expired idempotency keys and old changes"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "retention sweep failed"),
+            Err(error) => tracing::warn!(%error, "retention sweep task failed"),
+        }
+    }
+}

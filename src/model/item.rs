@@ -1,0 +1,315 @@
+//! Items and the writes that change them: flattening pushed JSON into dotted field
+//! names, item ids, field mapping, and the merge/replace rules (SPEC §1, §3.1).
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{StreamName, UpsertMode, ValidationError};
+
+/// An item's fields: dotted name → JSON value.
+pub type Fields = Map<String, Value>;
+
+/// Deepest nesting of objects and arrays an item may have (SPEC §1).
+pub const MAX_DEPTH: usize = 32;
+/// Most fields one item may have after flattening (SPEC §1).
+pub const MAX_FIELDS: usize = 1000;
+/// Longest item id, in bytes (SPEC §1).
+pub const MAX_ITEM_ID_BYTES: usize = 256;
+
+/// One record of a stream, as the read API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    /// The item id, unique within its stream.
+    pub id: String,
+    /// Its fields.
+    pub fields: Fields,
+    /// Grows by one on every change.
+    pub version: u64,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// The connector that last wrote it.
+    pub connector_id: String,
+}
+
+/// New data for one item, as a request or a poll delivers it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Upsert {
+    /// The item id.
+    pub id: String,
+    /// Its new fields (merged or replacing, per [`Write::mode`]).
+    pub fields: Fields,
+}
+
+/// Everything one accepted request (or poll) changes in one stream, applied as a unit
+/// and in the order accepted. This is what the journal holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Write {
+    /// The stream written to.
+    pub stream: StreamName,
+    /// The connector writing (or `admin` for deletes through the read API).
+    pub connector_id: String,
+    /// Merge into existing items, or replace them.
+    pub mode: UpsertMode,
+    /// Items to create or update.
+    pub upserts: Vec<Upsert>,
+    /// Item ids to delete.
+    pub deletes: Vec<String>,
+    /// When the write was accepted.
+    pub accepted_at: Timestamp,
+}
+
+/// What kind of change happened to an item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// The item did not exist before.
+    #[serde(rename = "item.created")]
+    Created,
+    /// Some field of an existing item changed.
+    #[serde(rename = "item.updated")]
+    Updated,
+    /// The item was removed.
+    #[serde(rename = "item.deleted")]
+    Deleted,
+}
+
+impl ChangeKind {
+    /// The SSE event name and subscription event code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Created => "item.created",
+            ChangeKind::Updated => "item.updated",
+            ChangeKind::Deleted => "item.deleted",
+        }
+    }
+}
+
+/// One change to one item, numbered from one global sequence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Position in the global change sequence (the SSE `id:`).
+    pub seq: u64,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The item's stream.
+    pub stream: StreamName,
+    /// The item's id.
+    pub item_id: String,
+    /// The item's version after the change (for a delete, the last version).
+    pub version: u64,
+    /// The item's full fields after the change; none for a delete.
+    pub fields: Option<Fields>,
+    /// When the change was applied.
+    pub at: Timestamp,
+}
+
+impl Item {
+    /// The item after `upsert` is applied to `current` (None when it does not exist),
+    /// or None when nothing would change: an unchanged item keeps its version and emits
+    /// no event.
+    pub fn upserted(
+        current: Option<&Item>,
+        upsert: &Upsert,
+        mode: UpsertMode,
+        connector_id: &str,
+        now: Timestamp,
+    ) -> Option<Item> {
+        let fields = match (current, mode) {
+            (Some(item), UpsertMode::Merge) => {
+                let mut fields = item.fields.clone();
+                fields.extend(upsert.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                fields
+            }
+            _ => upsert.fields.clone(),
+        };
+        if current.is_some_and(|item| item.fields == fields) {
+            return None;
+        }
+        Some(Item {
+            id: upsert.id.clone(),
+            fields,
+            version: current.map_or(1, |item| item.version + 1),
+            updated_at: now,
+            connector_id: connector_id.to_owned(),
+        })
+    }
+}
+
+/// Flattens a JSON object: nested objects become dotted names, arrays and scalars stay
+/// values, empty objects add nothing. Refuses nesting deeper than [`MAX_DEPTH`] and
+/// more than [`MAX_FIELDS`] fields.
+pub fn flatten(object: &Map<String, Value>) -> Result<Fields, ValidationError> {
+    let mut out = Fields::new();
+    flatten_into(&mut out, "", object, 1)?;
+    Ok(out)
+}
+
+fn flatten_into(
+    out: &mut Fields,
+    prefix: &str,
+    object: &Map<String, Value>,
+    depth: usize,
+) -> Result<(), ValidationError> {
+    if depth > MAX_DEPTH {
+        return Err(too_deep());
+    }
+    for (key, value) in object {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Object(inner) => flatten_into(out, &name, inner, depth + 1)?,
+            other => {
+                if depth + nesting(other) > MAX_DEPTH {
+                    return Err(too_deep());
+                }
+                out.insert(name, other.clone());
+                if out.len() > MAX_FIELDS {
+                    return Err(ValidationError(format!(
+                        "an item has more than {MAX_FIELDS} fields"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn too_deep() -> ValidationError {
+    ValidationError(format!("an item is nested deeper than {MAX_DEPTH} levels"))
+}
+
+/// How many levels of arrays and objects a value adds below its field.
+fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Array(values) => 1 + values.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(fields) => 1 + fields.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// An item id from a key field's value: a non-empty string or a number, at most
+/// [`MAX_ITEM_ID_BYTES`] bytes.
+pub fn item_id(value: &Value) -> Option<String> {
+    let id = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    (!id.is_empty() && id.len() <= MAX_ITEM_ID_BYTES).then_some(id)
+}
+
+/// Checks an item id given directly (a URL segment, an ingest `id`).
+pub fn validate_item_id(id: &str) -> Result<(), ValidationError> {
+    if id.is_empty() || id.len() > MAX_ITEM_ID_BYTES {
+        return Err(ValidationError(format!(
+            "an item id is 1-{MAX_ITEM_ID_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Keeps only mapped fields, renamed (SPEC §1 `fieldMapping`).
+pub fn map_fields(fields: Fields, mapping: &std::collections::BTreeMap<String, String>) -> Fields {
+    let mut fields = fields;
+    mapping
+        .iter()
+        .filter_map(|(from, to)| fields.remove(from).map(|value| (to.clone(), value)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => panic!("an object"),
+        }
+    }
+
+    #[test]
+    fn flattens_nested_objects_with_dots_and_keeps_arrays() {
+        let flat = flatten(&object(json!({
+            "location": {"city": "London", "country": "UK"},
+            "metrics": {"footfall": 1250, "dwell_time": 3.5},
+            "tags": ["a", {"b": 1}], "empty": {}, "none": null
+        })))
+        .expect("valid");
+        assert_eq!(
+            Value::Object(flat),
+            json!({"location.city": "London", "location.country": "UK", "metrics.footfall": 1250,
+                   "metrics.dwell_time": 3.5, "tags": ["a", {"b": 1}], "none": null})
+        );
+    }
+
+    #[test]
+    fn refuses_too_deep_and_too_many_fields() {
+        let mut deep = json!(1);
+        for _ in 0..=MAX_DEPTH {
+            deep = json!({ "a": deep });
+        }
+        assert!(flatten(&object(deep.clone())).is_err());
+        let ok = deep["a"].clone();
+        assert!(
+            flatten(&object(ok)).is_ok(),
+            "exactly {MAX_DEPTH} levels are fine"
+        );
+        let mut deep_array = json!(1);
+        for _ in 0..MAX_DEPTH {
+            deep_array = json!([deep_array]);
+        }
+        assert!(flatten(&object(json!({ "a": deep_array }))).is_err());
+        let many: Map<String, Value> = (0..=MAX_FIELDS)
+            .map(|i| (format!("f{i}"), json!(i)))
+            .collect();
+        assert!(flatten(&many).is_err());
+    }
+
+    #[test]
+    fn merge_keeps_other_fields_replace_does_not_and_no_change_is_no_version() {
+        let now = Timestamp::now();
+        let first = Upsert {
+            id: "n".into(),
+            fields: object(json!({"a": 1, "b": 2})),
+        };
+        let item = Item::upserted(None, &first, UpsertMode::Merge, "c_1", now).expect("created");
+        assert_eq!(item.version, 1);
+        let second = Upsert {
+            id: "n".into(),
+            fields: object(json!({"b": 3})),
+        };
+        let merged =
+            Item::upserted(Some(&item), &second, UpsertMode::Merge, "c_1", now).expect("changed");
+        assert_eq!(
+            (Value::Object(merged.fields.clone()), merged.version),
+            (json!({"a": 1, "b": 3}), 2)
+        );
+        let replaced = Item::upserted(Some(&merged), &second, UpsertMode::Replace, "c_1", now)
+            .expect("changed");
+        assert_eq!(Value::Object(replaced.fields.clone()), json!({"b": 3}));
+        assert!(Item::upserted(Some(&replaced), &second, UpsertMode::Merge, "c_1", now).is_none());
+    }
+
+    #[test]
+    fn ids_come_from_strings_and_numbers_only() {
+        assert_eq!(item_id(&json!("North")), Some("North".into()));
+        assert_eq!(item_id(&json!(42)), Some("42".into()));
+        assert_eq!(item_id(&json!(1.5)), Some("1.5".into()));
+        for bad in [
+            json!(""),
+            json!(null),
+            json!(true),
+            json!([1]),
+            json!("x".repeat(257)),
+        ] {
+            assert_eq!(item_id(&bad), None, "{bad}");
+        }
+    }
+}
