@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::api::{AppState, MAX_INGEST_IN_FLIGHT};
 use crate::auth::{Credential, FailedAuthLimiter, KeyKind, RateLimiter};
 use crate::config::Config;
-use crate::connectors::PushConnectors;
+use crate::connectors::{run_flusher, Activity, PushConnectors};
 use crate::http::tls::{self, TlsError};
 use crate::ingest::{retention, Ingest};
 use crate::store::{Store, StoreError};
@@ -99,6 +99,8 @@ impl Server {
         let stop_background = CancellationToken::new();
         let ingest = Ingest::start(self.store.clone(), &background, stop_background.clone())?;
         background.spawn(retention::run(self.store.clone(), shutdown.clone()));
+        let activity = Arc::new(Activity::new(self.store.clone()));
+        background.spawn(run_flusher(activity.clone(), stop_background.clone()));
         let state = AppState {
             store: self.store.clone(),
             shutdown: shutdown.clone(),
@@ -108,6 +110,7 @@ impl Server {
             rates: Arc::new(RateLimiter::default()),
             in_flight: Arc::new(Semaphore::new(MAX_INGEST_IN_FLIGHT)),
             keys_in_flight: Arc::default(),
+            activity,
         };
         let router = http::router(state);
         let drain = Duration::from_secs(self.config.shutdown_timeout_seconds);
@@ -139,13 +142,13 @@ impl Server {
         {
             tracing::warn!("connections did not finish in time");
         }
+        stop_background.cancel();
         if tokio::time::timeout(TASK_GRACE, background.wait())
             .await
             .is_err()
         {
-            tracing::warn!("accepted writes not yet applied are replayed on the next start");
+            tracing::warn!("background tasks did not stop in time; writes not yet applied are replayed on the next start");
         }
-        stop_background.cancel();
         self.store.flush().await?;
         tracing::info!("stopped; the store is flushed");
         Ok(())

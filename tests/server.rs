@@ -305,7 +305,11 @@ async fn a_data_dir_from_a_newer_datapool_is_refused() {
     let mut server = TestServer::start().await;
     assert!(server.stop("TERM").await.success());
     {
-        let db = sled::open(server.data_dir().join("db")).expect("open the store directly");
+        let db = sled::Config::new()
+            .path(server.data_dir().join("db"))
+            .segment_size(8 * 1024 * 1024) // as the store creates it
+            .open()
+            .expect("open the store directly");
         db.open_tree("meta")
             .expect("meta")
             .insert("schema_version", &99u32.to_be_bytes())

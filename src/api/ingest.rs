@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -20,9 +21,9 @@ use sha2::{Digest, Sha256};
 use super::{bearer_token, check_json_content_type, parse_json, AppState};
 use crate::auth::{verify_signature, DEFAULT_RATE_LIMIT};
 use crate::connectors::PushTarget;
-use crate::http::{ApiError, RequestId};
+use crate::http::{ApiError, ClientAddr, RequestId};
 use crate::ingest::IngestError;
-use crate::model::{flatten, item_id, map_fields, Connector, StreamName, Upsert, Write};
+use crate::model::{flatten, item_id, map_fields, Connector, LogLevel, StreamName, Upsert, Write};
 use crate::store::{Accepted, IdempotencyRecord};
 
 /// Largest webhook body (SPEC §3.1), enforced while reading.
@@ -66,6 +67,7 @@ pub async fn webhook(
     State(state): State<AppState>,
     Path(stream): Path<String>,
     Extension(request_id): Extension<RequestId>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -77,8 +79,33 @@ pub async fn webhook(
     if state.shutdown.is_cancelled() {
         return Err(ApiError::unavailable("shutting down"));
     }
-    let target = authenticate(&state, &headers)?;
+    let Some(target) = authenticate(&state, &headers)? else {
+        state.activity.refused_unknown(client.map(|c| c.0 .0.ip()));
+        return Err(ApiError::unauthorized(
+            "missing or invalid ingest key (Authorization: Bearer ik_…)",
+        ));
+    };
+    let started = Instant::now();
     let connector = &target.connector;
+    let result = accept(&state, connector, &stream, &request_id, &headers, body).await;
+    match &result {
+        Ok((_, items)) => state
+            .activity
+            .accepted(&connector.id, *items, started.elapsed())?,
+        Err(error) => state.activity.refused(&connector.id, error)?,
+    }
+    result.map(|(response, _)| response)
+}
+
+/// Everything after authentication; the answer and the number of items accepted.
+async fn accept(
+    state: &AppState,
+    connector: &Connector,
+    stream: &str,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Response, usize), ApiError> {
     if connector.spec.stream.as_str() != stream || !connector.spec.kind.is_push() {
         return Err(ApiError::stream_not_found(format!(
             "this key does not write to stream {stream:?}"
@@ -98,17 +125,17 @@ pub async fn webhook(
             wait.as_secs() + 1,
         ));
     }
-    check_json_content_type(&headers)?;
-    let raw = read_limited(&headers, body).await?;
+    check_json_content_type(headers)?;
+    let raw = read_limited(headers, body).await?;
     if let Some(signing) = &connector.spec.signing {
-        verify_signature(signing, &headers, &raw, Timestamp::now().as_second())
+        verify_signature(signing, headers, &raw, Timestamp::now().as_second())
             .map_err(|e| ApiError::invalid_signature(e.to_string()))?;
     }
-    let idempotency = idempotency_key(&headers, connector)?;
+    let idempotency = idempotency_key(headers, connector)?;
     let _claim = match &idempotency {
         Some(key) => {
             if let Some(first) = state.store.idempotency(key, Timestamp::now())? {
-                return Ok(replay(connector, &raw, first));
+                return Ok((replay(state, connector, &raw, first)?, 0));
             }
             Some(state.keys_in_flight.claim(key.clone()).ok_or_else(|| {
                 ApiError::conflict("a request with this Idempotency-Key is still being processed")
@@ -116,8 +143,9 @@ pub async fn webhook(
         }
         None => None,
     };
-    let upserts = parse_items(&raw, &headers, connector)?;
-    let body = json!({"status": "accepted", "requestId": request_id.to_string(), "stream": stream, "itemsReceived": upserts.len()});
+    let upserts = parse_items(&raw, headers, connector)?;
+    let items = upserts.len();
+    let body = json!({"status": "accepted", "requestId": request_id.to_string(), "stream": stream, "itemsReceived": items});
     let accepted = Accepted {
         write: write_for(connector, upserts),
         idempotency: idempotency.map(|key| (key, remembered(connector, &raw, &body))),
@@ -126,17 +154,20 @@ pub async fn webhook(
         IngestError::Stopped => ApiError::unavailable("shutting down"),
         IngestError::Store(cause) => ApiError::internal(cause),
     })?;
-    Ok((success_status(connector), axum::Json(body)).into_response())
+    Ok((
+        (success_status(connector), axum::Json(body)).into_response(),
+        items,
+    ))
 }
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<PushTarget>, ApiError> {
-    let target = match bearer_token(headers) {
-        Some(token) => state.push.authenticate(token)?,
-        None => None,
-    };
-    target.ok_or_else(|| {
-        ApiError::unauthorized("missing or invalid ingest key (Authorization: Bearer ik_…)")
-    })
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<PushTarget>>, ApiError> {
+    match bearer_token(headers) {
+        Some(token) => Ok(state.push.authenticate(token)?),
+        None => Ok(None),
+    }
 }
 
 /// Reads the body, refusing with 413 as soon as it passes [`MAX_BODY_BYTES`] (at once
@@ -208,16 +239,25 @@ fn remembered(connector: &Connector, raw: &[u8], body: &Value) -> IdempotencyRec
     }
 }
 
-/// The first answer again, marked as a replay; nothing is processed.
-fn replay(connector: &Connector, raw: &[u8], first: IdempotencyRecord) -> Response {
+/// The first answer again, marked as a replay; nothing is processed. A different body
+/// under the same key is noted as a warning in the connector's log.
+fn replay(
+    state: &AppState,
+    connector: &Connector,
+    raw: &[u8],
+    first: IdempotencyRecord,
+) -> Result<Response, ApiError> {
     if hex::encode(Sha256::digest(raw)) != first.body_sha256 {
-        tracing::warn!(connector_id = %connector.id, "an Idempotency-Key was repeated with a different body; answered with the first response");
+        let message = "an Idempotency-Key was repeated with a different body; answered with the first response";
+        state
+            .activity
+            .note(&connector.id, LogLevel::Warn, "idempotency", message.into())?;
     }
     let mut response = (success_status(connector), axum::Json(first.body)).into_response();
     response
         .headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    response
+    Ok(response)
 }
 
 fn success_status(connector: &Connector) -> StatusCode {

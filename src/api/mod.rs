@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio::sync::Semaphore;
 
 use crate::auth::{Credential, FailedAuthLimiter, KeyRecord, RateLimiter};
-use crate::connectors::PushConnectors;
+use crate::connectors::{Activity, PushConnectors};
 use crate::http::ApiError;
 use crate::ingest::Ingest;
 use crate::store::Store;
@@ -44,6 +44,8 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Idempotency keys whose first request is still being processed.
     pub keys_in_flight: Arc<ingest::KeysInFlight>,
+    /// What each connector has been doing: state, log, monitoring.
+    pub activity: Arc<Activity>,
 }
 
 impl AppState {

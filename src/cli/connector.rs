@@ -67,6 +67,14 @@ pub enum ConnectorCommand {
         /// Connector id (c_…)
         id: String,
     },
+    /// Show a connector's log, newest first
+    Logs {
+        /// Connector id (c_…)
+        id: String,
+        /// Most entries to show
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 /// Runs one connector command.
@@ -101,6 +109,9 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
         ConnectorCommand::Disable { id } => (Method::POST, path(id, "/disable"), None),
         ConnectorCommand::Delete { id } => (Method::DELETE, path(id, ""), None),
         ConnectorCommand::RotateKey { id } => (Method::POST, path(id, "/rotate-key"), None),
+        ConnectorCommand::Logs { id, limit } => {
+            (Method::GET, path(id, &format!("/logs?limit={limit}")), None)
+        }
     };
     let answer = client.call(method, &url, body.as_ref()).await?;
     if client.json {
@@ -110,12 +121,8 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
         return Ok(());
     }
     match command {
-        ConnectorCommand::List => print_table(
-            answer["connectors"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or(&[]),
-        ),
+        ConnectorCommand::List => print_table(&CONNECTOR_COLUMNS, rows(&answer["connectors"])),
+        ConnectorCommand::Logs { .. } => print_table(&LOG_COLUMNS, rows(&answer["entries"])),
         ConnectorCommand::Delete { id } => println!("deleted connector {id}"),
         _ => {
             println!("{}", serde_json::to_string_pretty(&answer["connector"])?);
@@ -144,26 +151,40 @@ fn read_document(file: &PathBuf) -> anyhow::Result<Value> {
     Ok(doc)
 }
 
-/// Prints connectors as aligned columns.
-fn print_table(connectors: &[Value]) {
-    const COLUMNS: [(&str, &str); 6] = [
-        ("ID", "id"),
-        ("NAME", "name"),
-        ("TYPE", "type"),
-        ("STREAM", "stream"),
-        ("STATE", "state"),
-        ("KEY ID", "keyId"),
-    ];
-    let rows: Vec<Vec<String>> = connectors
+/// Columns of `connector list`: title and field.
+const CONNECTOR_COLUMNS: [(&str, &str); 6] = [
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("TYPE", "type"),
+    ("STREAM", "stream"),
+    ("STATE", "state"),
+    ("KEY ID", "keyId"),
+];
+/// Columns of `connector logs`.
+const LOG_COLUMNS: [(&str, &str); 5] = [
+    ("AT", "at"),
+    ("LEVEL", "level"),
+    ("EVENT", "event"),
+    ("ITEMS", "items"),
+    ("MESSAGE", "message"),
+];
+
+fn rows(list: &Value) -> &[Value] {
+    list.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Prints JSON objects as aligned columns of the given fields; absent ones show `-`.
+pub fn print_table(columns: &[(&str, &str)], objects: &[Value]) {
+    let cell = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = objects
         .iter()
-        .map(|c| {
-            COLUMNS
-                .iter()
-                .map(|(_, field)| c[*field].as_str().unwrap_or("-").to_owned())
-                .collect()
-        })
+        .map(|o| columns.iter().map(|(_, field)| cell(&o[*field])).collect())
         .collect();
-    let widths: Vec<usize> = COLUMNS
+    let widths: Vec<usize> = columns
         .iter()
         .enumerate()
         .map(|(i, (title, _))| {
@@ -182,7 +203,7 @@ fn print_table(connectors: &[Value]) {
             .collect();
         println!("{}", padded.join("  ").trim_end());
     };
-    line(COLUMNS.iter().map(|(title, _)| *title).collect());
+    line(columns.iter().map(|(title, _)| *title).collect());
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }

@@ -3,6 +3,7 @@
 
 mod client;
 mod connector;
+mod read_key;
 mod serve;
 
 use std::path::PathBuf;
@@ -78,6 +79,9 @@ enum Command {
     /// Manage connectors on a running server
     #[command(subcommand)]
     Connector(connector::ConnectorCommand),
+    /// Manage read keys (read-only access for displays) on a running server
+    #[command(subcommand)]
+    ReadKey(read_key::ReadKeyCommand),
 }
 
 /// Parses the command line, runs the command, and turns failure into exit status 1
@@ -90,6 +94,9 @@ pub fn main() -> ExitCode {
         Command::ResetAdminToken => serve::reset_admin_token(&cli.global),
         Command::Connector(command) => {
             client::run(&cli.global, |client| connector::run(client, command))
+        }
+        Command::ReadKey(command) => {
+            client::run(&cli.global, |client| read_key::run(client, command))
         }
     };
     match result {

@@ -31,6 +31,8 @@ pub fn router(state: AppState) -> Router {
         .route("/connectors/{id}/enable", post(connectors::enable))
         .route("/connectors/{id}/disable", post(connectors::disable))
         .route("/connectors/{id}/rotate-key", post(connectors::rotate_key))
+        .route("/connectors/{id}/logs", get(connectors::logs))
+        .route("/monitoring", get(admin::monitoring::monitoring))
         .route(
             "/read-keys",
             get(admin::read_keys::list).post(admin::read_keys::create),

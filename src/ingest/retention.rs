@@ -1,5 +1,6 @@
-//! Background sweeps: expired idempotency keys, and changes older than the change
-//! log's retention (after which SSE clients resuming from them get `event: reset`).
+//! Background sweeps: expired idempotency keys, connector log entries past 30 days,
+//! and changes older than the change log's retention (after which SSE clients resuming
+//! from them get `event: reset`).
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use crate::store::Store;
 
 /// How long the change log keeps a change (SPEC §5: 7 days).
 pub const CHANGE_RETENTION: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// How long a connector's log keeps an entry (SPEC §7: 30 days).
+pub const LOG_RETENTION: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// How often the sweeps run.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 

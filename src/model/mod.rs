@@ -2,6 +2,7 @@
 //! items and the writes and changes that touch them, connectors (with validation of
 //! the whole §1.1 document), and JSON Merge Patch.
 
+mod activity;
 mod connector;
 mod item;
 mod merge_patch;
@@ -9,6 +10,7 @@ mod read_key;
 mod secret;
 mod stream;
 
+pub use activity::{ActivitySummary, LogEntry, LogLevel, DEFAULT_PUSH_IDLE_SECONDS};
 pub use connector::{
     AfterProcessing, Connector, ConnectorSpec, ConnectorState, ConnectorType, Dedup, FileFormat,
     FileSettings, FileSource, FolderSource, HmacAlgorithm, PushAuth, RateLimit, SecretHeader,

@@ -12,8 +12,12 @@
 //! - `idempotency`: connector id \0 key → the first answer, until it expires;
 //! - `items`: stream \0 item id → [`Item`](crate::model::Item);
 //! - `streams`: stream → item count and last change;
+//! - `connector_logs`: connector id \0 time → [`LogEntry`](crate::model::LogEntry), 30 days;
+//! - `activity`: connector id → [`ActivitySummary`](crate::model::ActivitySummary);
+//! - `connector_items`: connector id → items it last wrote;
 //! - `changes`: global change sequence → [`Change`](crate::model::Change), kept 7 days.
 
+mod activity;
 mod codec;
 mod journal;
 mod pool;
@@ -107,6 +111,9 @@ struct Inner {
     items: sled::Tree,
     streams: sled::Tree,
     changes: sled::Tree,
+    connector_logs: sled::Tree,
+    activity: sled::Tree,
+    connector_items: sled::Tree,
     /// The next journal sequence number; only the group committer takes from it.
     next_journal_seq: AtomicU64,
     /// sled's data file and directory, synced (fdatasync) by every group commit.
@@ -165,6 +172,9 @@ impl Store {
                 items: db.open_tree("items")?,
                 streams: db.open_tree("streams")?,
                 changes: db.open_tree("changes")?,
+                connector_logs: db.open_tree("connector_logs")?,
+                activity: db.open_tree("activity")?,
+                connector_items: db.open_tree("connector_items")?,
                 journal,
                 next_journal_seq: AtomicU64::new(next_journal_seq),
                 meta,

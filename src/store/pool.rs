@@ -53,6 +53,14 @@ fn tx_seq(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
     }
 }
 
+/// Adds `delta` to the count of items `connector_id` last wrote.
+fn count_owner(owners: &TransactionalTree, connector_id: &str, delta: i64) -> TxResult<()> {
+    let current = tx_seq(owners, connector_id.as_bytes())?;
+    let next = current.saturating_add_signed(delta);
+    owners.insert(connector_id.as_bytes(), &next.to_be_bytes())?;
+    Ok(())
+}
+
 impl Store {
     /// Applies journal record `seq` to the pool and returns the changes it made (none
     /// for data equal to what is stored). Blocking: call it off the async runtime.
@@ -64,9 +72,10 @@ impl Store {
             &inner.streams,
             &inner.changes,
             &inner.meta,
+            &inner.connector_items,
         );
         transact(
-            trees.transaction(|(journal, items, streams, changes, meta)| {
+            trees.transaction(|(journal, items, streams, changes, meta, owners)| {
                 let stream = write.stream.as_str();
                 let mut stats: StreamStats = match streams.get(stream)? {
                     Some(v) => tx_decode(&v)?,
@@ -89,6 +98,14 @@ impl Store {
                         continue;
                     };
                     items.insert(key, tx_encode(&item)?)?;
+                    if current.as_ref().map(|c| c.connector_id.as_str())
+                        != Some(item.connector_id.as_str())
+                    {
+                        count_owner(owners, &item.connector_id, 1)?;
+                        if let Some(previous) = &current {
+                            count_owner(owners, &previous.connector_id, -1)?;
+                        }
+                    }
                     let kind = if current.is_some() {
                         ChangeKind::Updated
                     } else {
@@ -111,6 +128,7 @@ impl Store {
                         continue;
                     };
                     let old: Item = tx_decode(&old)?;
+                    count_owner(owners, &old.connector_id, -1)?;
                     stats.item_count = stats.item_count.saturating_sub(1);
                     change_seq += 1;
                     made.push(Change {

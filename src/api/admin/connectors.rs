@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::api::{json_body, AppState};
 use crate::auth::{Credential, KeyKind, KeyRecord};
 use crate::http::ApiError;
-use crate::model::{Connector, ConnectorSpec};
+use crate::model::{Connector, ConnectorSpec, LogLevel};
 use crate::store::StoreError;
 
 /// Attempts at a read-modify-write before answering 409: another admin request
@@ -34,21 +34,27 @@ pub async fn create(
     let connector = Connector::new(spec, key.as_ref().map(|k| k.key_id().to_owned()), now);
     let record = key.as_ref().map(|k| k.record(&connector.id, now));
     state.store.create_connector(&connector, record.as_ref())?;
+    state.activity.note(
+        &connector.id,
+        LogLevel::Info,
+        "config",
+        "connector created".into(),
+    )?;
     tracing::info!(connector_id = %connector.id, key_id = ?connector.key_id, kind = connector.spec.kind.as_str(), "connector created");
     Ok((
         StatusCode::CREATED,
-        Json(with_key(&connector, key.as_ref())),
+        Json(with_key(&state, &connector, key.as_ref())?),
     ))
 }
 
 /// `GET /api/admin/connectors` → `{"connectors": […]}`.
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let connectors: Vec<Value> = state
+    let connectors = state
         .store
         .connectors()?
         .iter()
-        .map(Connector::view)
-        .collect();
+        .map(|c| Ok(c.view(state.activity.state(c)?)))
+        .collect::<Result<Vec<Value>, StoreError>>()?;
     Ok(Json(json!({"connectors": connectors})))
 }
 
@@ -58,7 +64,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let connector = load(&state, &id)?;
-    Ok(Json(with_key(&connector, None)))
+    Ok(Json(with_key(&state, &connector, None)?))
 }
 
 /// `PATCH /api/admin/connectors/{id}` with a JSON Merge Patch → `{"connector"}`.
@@ -73,7 +79,10 @@ pub async fn update(
         Ok((current.patched(&patch, Timestamp::now())?, None))
     })?;
     tracing::info!(connector_id = %id, "connector updated");
-    Ok(Json(with_key(&connector, None)))
+    state
+        .activity
+        .note(&id, LogLevel::Info, "config", "connector updated".into())?;
+    Ok(Json(with_key(&state, &connector, None)?))
 }
 
 /// `POST /api/admin/connectors/{id}/enable` → `{"connector"}`.
@@ -101,7 +110,15 @@ fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Json<Value>,
         ))
     })?;
     tracing::info!(connector_id = %id, enabled, "connector enabled changed");
-    Ok(Json(with_key(&connector, None)))
+    let message = if enabled {
+        "connector enabled"
+    } else {
+        "connector disabled"
+    };
+    state
+        .activity
+        .note(id, LogLevel::Info, "config", message.into())?;
+    Ok(Json(with_key(state, &connector, None)?))
 }
 
 /// `POST /api/admin/connectors/{id}/rotate-key` → `{"connector", "ingestKey"}`; the
@@ -127,7 +144,14 @@ pub async fn rotate_key(
         Ok((next, Some(record)))
     })?;
     tracing::info!(connector_id = %id, key_id = ?connector.key_id, "ingest key rotated");
-    Ok(Json(with_key(&connector, issued.as_ref())))
+    let message = format!(
+        "ingest key rotated; the new key id is {}",
+        connector.key_id.as_deref().unwrap_or("-")
+    );
+    state
+        .activity
+        .note(&id, LogLevel::Info, "config", message)?;
+    Ok(Json(with_key(&state, &connector, issued.as_ref())?))
 }
 
 /// `DELETE /api/admin/connectors/{id}` → 204; its ingest key stops working.
@@ -167,12 +191,16 @@ fn modify(
     }
 }
 
-fn with_key(connector: &Connector, key: Option<&Credential>) -> Value {
-    let mut body = json!({"connector": connector.view()});
+fn with_key(
+    state: &AppState,
+    connector: &Connector,
+    key: Option<&Credential>,
+) -> Result<Value, ApiError> {
+    let mut body = json!({"connector": connector.view(state.activity.state(connector)?)});
     if let Some(key) = key {
         body["ingestKey"] = json!(key.expose());
     }
-    body
+    Ok(body)
 }
 
 fn unknown(id: &str) -> ApiError {
@@ -184,4 +212,42 @@ fn not_found_as(error: StoreError, id: &str) -> ApiError {
         StoreError::NotFound => unknown(id),
         other => other.into(),
     }
+}
+
+/// Query of a log listing.
+#[derive(Debug, serde::Deserialize)]
+pub struct LogPage {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// Entries per log page unless `limit` says otherwise; larger limits are clamped.
+const DEFAULT_LOG_PAGE: usize = 100;
+const MAX_LOG_PAGE: usize = 1000;
+
+/// `GET /api/admin/connectors/{id}/logs?limit=&cursor=` → `{"entries","nextCursor"}`,
+/// newest first.
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(page): axum::extract::Query<LogPage>,
+) -> Result<Json<Value>, ApiError> {
+    load(&state, &id)?;
+    state.activity.flush()?;
+    let before = page
+        .cursor
+        .as_deref()
+        .map(|c| {
+            hex::decode(c)
+                .map_err(|_| ApiError::invalid_payload("cursor is not one this server gave out"))
+        })
+        .transpose()?;
+    let limit = page
+        .limit
+        .unwrap_or(DEFAULT_LOG_PAGE)
+        .clamp(1, MAX_LOG_PAGE);
+    let (entries, next) = state.store.logs(&id, before.as_deref(), limit)?;
+    Ok(Json(
+        json!({"entries": entries, "nextCursor": next.map(hex::encode)}),
+    ))
 }

@@ -2,6 +2,7 @@
 //! admin token.
 
 pub mod connectors;
+pub mod monitoring;
 pub mod read_keys;
 
 use axum::extract::{Request, State};

@@ -89,10 +89,26 @@ pub enum UpsertMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectorState {
+    /// Data arrived within its idle window.
+    Active,
     /// Enabled, with no data within its idle window (a new connector starts here).
     Idle,
+    /// The last push or fetch failed, and nothing has succeeded since.
+    Error,
     /// Paused by an operator: pushes are refused and polls stop.
     Disabled,
+}
+
+impl ConnectorState {
+    /// The monitoring colour: green active, yellow idle, red error, grey disabled.
+    pub fn colour(self) -> &'static str {
+        match self {
+            ConnectorState::Active => "green",
+            ConnectorState::Idle => "yellow",
+            ConnectorState::Error => "red",
+            ConnectorState::Disabled => "grey",
+        }
+    }
 }
 
 /// The connector document of SPEC §1.1, validated.
@@ -321,16 +337,6 @@ impl Connector {
         }
     }
 
-    /// Where the connector stands. Activity (Active, Error) is tracked by ingestion and
-    /// polling; until a connector has any, an enabled one is Idle.
-    pub fn state(&self) -> ConnectorState {
-        if self.spec.enabled {
-            ConnectorState::Idle
-        } else {
-            ConnectorState::Disabled
-        }
-    }
-
     /// A copy with `change` applied to its document and the bookkeeping advanced.
     pub fn changed(&self, now: Timestamp, change: impl FnOnce(&mut ConnectorSpec)) -> Self {
         let mut next = self.clone();
@@ -341,8 +347,8 @@ impl Connector {
     }
 
     /// The connector as the admin API shows it: the document with secrets replaced by
-    /// flags, the connection string masked, plus id, state, key id and timestamps.
-    pub fn view(&self) -> Value {
+    /// flags, the connection string masked, plus id, `state`, key id and timestamps.
+    pub fn view(&self, state: ConnectorState) -> Value {
         let mut doc = self.document();
         for (parent, field, flag) in WRITE_ONLY {
             if let Some(Value::Object(object)) = doc.pointer_mut(parent) {
@@ -355,7 +361,7 @@ impl Connector {
             doc["settings"]["connectionString"] = Value::String(sql.masked_connection_string());
         }
         doc["id"] = json!(self.id);
-        doc["state"] = json!(self.state());
+        doc["state"] = json!(state);
         doc["createdAt"] = json!(self.created_at);
         doc["updatedAt"] = json!(self.updated_at);
         if let Some(key_id) = &self.key_id {

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::model::ActivitySummary;
 
 fn now() -> Timestamp {
     Timestamp::now()
@@ -59,7 +60,7 @@ fn the_full_document_of_every_type_is_accepted_and_round_trips() {
 fn reads_hide_every_secret_behind_a_flag() {
     for doc in full_documents() {
         let spec = parse(doc).expect("valid");
-        let view = Connector::new(spec, None, now()).view();
+        let view = Connector::new(spec, None, now()).view(ConnectorState::Idle);
         let text = view.to_string();
         for secret in ["s3cret", "\"k\"", "\"v\"", ":pw@", "\"pw\""] {
             assert!(!text.contains(secret), "{secret} shown in {text}");
@@ -70,7 +71,7 @@ fn reads_hide_every_secret_behind_a_flag() {
         None,
         now(),
     )
-    .view();
+    .view(ConnectorState::Idle);
     assert_eq!(view["signing"]["secretSet"], json!(true));
     assert_eq!(
         view["auth"]["secretHeader"],
@@ -81,7 +82,7 @@ fn reads_hide_every_secret_behind_a_flag() {
         None,
         now(),
     )
-    .view();
+    .view(ConnectorState::Idle);
     assert_eq!(
         view["settings"]["connectionString"],
         json!("postgres://app:***@127.0.0.1:5432/test")
@@ -91,7 +92,7 @@ fn reads_hide_every_secret_behind_a_flag() {
         None,
         now(),
     )
-    .view();
+    .view(ConnectorState::Idle);
     assert_eq!(
         view["settings"]["source"]["auth"],
         json!({"type": "basic", "username": "u", "passwordSet": true})
@@ -265,7 +266,7 @@ fn a_read_view_can_be_sent_back_as_a_patch() {
     for doc in full_documents() {
         let connector = Connector::new(parse(doc).expect("valid"), Some("k1".into()), now());
         let patched = connector
-            .patched(&connector.view(), now())
+            .patched(&connector.view(ConnectorState::Idle), now())
             .expect("a read round-trips");
         assert_eq!(patched.spec, connector.spec);
     }
@@ -304,14 +305,29 @@ fn a_patch_cannot_change_fixed_fields_or_break_validation() {
 }
 
 #[test]
-fn state_follows_enabled() {
+fn state_follows_enabled_failures_and_the_idle_window() {
     let mut connector = Connector::new(
-        parse(full_documents().remove(0)).expect("valid"),
+        parse(full_documents().remove(1)).expect("valid"),
         None,
         now(),
     );
-    assert_eq!(connector.state(), ConnectorState::Idle);
+    let at = |s: i64| Timestamp::from_second(1_700_000_000 + s).expect("valid time");
+    let mut activity = ActivitySummary::default();
+    assert_eq!(activity.state(&connector, at(0)), ConnectorState::Idle);
+    activity.last_success_at = Some(at(0));
+    assert_eq!(activity.state(&connector, at(900)), ConnectorState::Active);
+    assert_eq!(
+        activity.state(&connector, at(901)),
+        ConnectorState::Idle,
+        "900 s by default"
+    );
+    activity.failing_since = Some(at(10));
+    assert_eq!(activity.state(&connector, at(11)), ConnectorState::Error);
     connector.spec.enabled = false;
-    assert_eq!(connector.state(), ConnectorState::Disabled);
-    assert_eq!(connector.view()["state"], json!("disabled"));
+    assert_eq!(activity.state(&connector, at(11)), ConnectorState::Disabled);
+    assert_eq!(
+        connector.view(ConnectorState::Disabled)["state"],
+        json!("disabled")
+    );
+    assert_eq!(ConnectorState::Error.colour(), "red");
 }

@@ -1,0 +1,269 @@
+//! What push connectors have been doing, counted in memory and written to their logs
+//! in aggregated entries every few seconds, so a flood of rejected requests costs
+//! counters, not disk writes or log lines (SPEC §3.1, §7).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::ApiError;
+use crate::model::{ActivitySummary, Connector, ConnectorState, LogEntry, LogLevel};
+use crate::store::{Store, StoreError};
+
+/// How often aggregated entries and summaries are written.
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// At most one process-log line per connector or client address in this period.
+const PROCESS_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Throttle entries kept at once; older ones are dropped first.
+const MAX_THROTTLED: usize = 10_000;
+
+/// Error codes that mean the sender or its data is wrong: they put the connector in
+/// Error until the next success. Other refusals (paused, rate limited) are warnings.
+const FAILURES: [&str; 5] = [
+    "INVALID_SIGNATURE",
+    "INVALID_PAYLOAD",
+    "PAYLOAD_TOO_LARGE",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "STREAM_NOT_FOUND",
+];
+
+/// Counts per connector since the last flush, plus its state summary.
+#[derive(Default)]
+struct Tracked {
+    summary: ActivitySummary,
+    summary_changed: bool,
+    requests: u64,
+    items: u64,
+    handling: Duration,
+    /// Refusals by code: how many, and the last message.
+    refused: BTreeMap<&'static str, (u64, String)>,
+    /// Entries written as they happen (recoveries, configuration, warnings).
+    notes: Vec<LogEntry>,
+}
+
+/// The activity of every connector; shared by handlers and the flusher.
+pub struct Activity {
+    store: Store,
+    tracked: Mutex<HashMap<String, Tracked>>,
+    throttle: Mutex<HashMap<String, Instant>>,
+}
+
+impl Activity {
+    /// A tracker writing to `store`.
+    pub fn new(store: Store) -> Self {
+        Activity {
+            store,
+            tracked: Mutex::default(),
+            throttle: Mutex::default(),
+        }
+    }
+
+    /// The connector's state now.
+    pub fn state(&self, connector: &Connector) -> Result<ConnectorState, StoreError> {
+        let summary = self.with(&connector.id, |t| t.summary.clone())?;
+        Ok(summary.state(connector, Timestamp::now()))
+    }
+
+    /// The connector's summary (last success, failing since).
+    pub fn summary(&self, connector_id: &str) -> Result<ActivitySummary, StoreError> {
+        self.with(connector_id, |t| t.summary.clone())
+    }
+
+    /// Counts an accepted request; a success after failures is logged as a recovery.
+    pub fn accepted(
+        &self,
+        connector_id: &str,
+        items: usize,
+        handling: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        self.with(connector_id, |t| {
+            if t.summary.failing_since.take().is_some() {
+                t.notes.push(entry(
+                    now,
+                    LogLevel::Info,
+                    "recovered",
+                    "data is accepted again".into(),
+                ));
+            }
+            t.summary.last_success_at = Some(now);
+            t.summary_changed = true;
+            t.requests += 1;
+            t.items += items as u64;
+            t.handling += handling;
+        })
+    }
+
+    /// Counts a refused request of a known connector.
+    pub fn refused(&self, connector_id: &str, error: &ApiError) -> Result<(), StoreError> {
+        let failure = error.status().is_server_error() || FAILURES.contains(&error.code());
+        let now = Timestamp::now();
+        self.with(connector_id, |t| {
+            if failure && t.summary.failing_since.is_none() {
+                t.summary.failing_since = Some(now);
+                t.summary_changed = true;
+            }
+            let slot = t.refused.entry(error.code()).or_insert((0, String::new()));
+            slot.0 += 1;
+            slot.1 = error.message().to_owned();
+        })?;
+        if self.allow_process_log(connector_id) {
+            tracing::warn!(%connector_id, code = error.code(), "refusing pushes to this connector (at most one line a minute)");
+        }
+        Ok(())
+    }
+
+    /// Notes a refusal that no connector can be named for (an unknown or wrong key).
+    pub fn refused_unknown(&self, client: Option<IpAddr>) {
+        let who = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        if self.allow_process_log(&format!("client {who}")) {
+            tracing::warn!(client = %who, "refusing pushes with a missing or invalid ingest key (at most one line a minute)");
+        }
+    }
+
+    /// Adds an entry to a connector's log as it happens.
+    pub fn note(
+        &self,
+        connector_id: &str,
+        level: LogLevel,
+        event: &str,
+        message: String,
+    ) -> Result<(), StoreError> {
+        let note = entry(Timestamp::now(), level, event, message);
+        self.with(connector_id, |t| t.notes.push(note))
+    }
+
+    /// Forgets a deleted connector.
+    pub fn forget(&self, connector_id: &str) -> Result<(), StoreError> {
+        self.tracked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connector_id);
+        self.store.forget_activity(connector_id)
+    }
+
+    /// Writes what was counted since the last flush as log entries, and changed
+    /// summaries. Blocking: call it off the async runtime.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let mut entries = Vec::new();
+        let mut summaries = Vec::new();
+        {
+            let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, t) in tracked.iter_mut() {
+                entries.extend(t.notes.drain(..).map(|e| (id.clone(), e)));
+                if t.requests > 0 {
+                    let average = t.handling.as_millis() / u128::from(t.requests);
+                    let mut push = entry(
+                        now,
+                        LogLevel::Info,
+                        "push",
+                        format!("{} requests accepted", t.requests),
+                    );
+                    push.items = Some(t.items);
+                    push.count = Some(t.requests);
+                    push.duration_ms = Some(u64::try_from(average).unwrap_or(u64::MAX));
+                    entries.push((id.clone(), push));
+                    (t.requests, t.items, t.handling) = (0, 0, Duration::ZERO);
+                }
+                for (code, (count, message)) in std::mem::take(&mut t.refused) {
+                    let level = if FAILURES.contains(&code) {
+                        LogLevel::Error
+                    } else {
+                        LogLevel::Warn
+                    };
+                    let mut refused = entry(
+                        now,
+                        level,
+                        "rejected",
+                        format!("{count} requests rejected: {code}: {message}"),
+                    );
+                    refused.count = Some(count);
+                    entries.push((id.clone(), refused));
+                }
+                if std::mem::take(&mut t.summary_changed) {
+                    summaries.push((id.clone(), t.summary.clone()));
+                }
+            }
+        }
+        if !entries.is_empty() {
+            self.store.append_logs(&entries)?;
+        }
+        for (id, summary) in summaries {
+            self.store.save_activity(&id, &summary)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the connector's counters, loading its summary on first use.
+    fn with<T>(
+        &self,
+        connector_id: &str,
+        f: impl FnOnce(&mut Tracked) -> T,
+    ) -> Result<T, StoreError> {
+        let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+        if !tracked.contains_key(connector_id) {
+            let summary = self.store.activity(connector_id)?;
+            tracked.insert(
+                connector_id.to_owned(),
+                Tracked {
+                    summary,
+                    ..Tracked::default()
+                },
+            );
+        }
+        let t = tracked.get_mut(connector_id).ok_or(StoreError::NotFound)?;
+        Ok(f(t))
+    }
+
+    fn allow_process_log(&self, key: &str) -> bool {
+        let now = Instant::now();
+        let mut throttle = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        if throttle.len() >= MAX_THROTTLED {
+            throttle.retain(|_, at| now.duration_since(*at) < PROCESS_LOG_EVERY);
+        }
+        match throttle.get(key) {
+            Some(at) if now.duration_since(*at) < PROCESS_LOG_EVERY => false,
+            _ => {
+                throttle.insert(key.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
+fn entry(at: Timestamp, level: LogLevel, event: &str, message: String) -> LogEntry {
+    LogEntry {
+        at,
+        level,
+        event: event.to_owned(),
+        message,
+        items: None,
+        count: None,
+        duration_ms: None,
+    }
+}
+
+/// Flushes every [`FLUSH_EVERY`] until `stop` fires, then once more.
+pub async fn run_flusher(activity: Arc<Activity>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.cancelled() => true,
+        };
+        let activity = activity.clone();
+        match tokio::task::spawn_blocking(move || activity.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "writing connector activity failed"),
+            Err(error) => tracing::warn!(%error, "the activity flush task failed"),
+        }
+        if stopping {
+            return;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Connector activity: log entries (30 days), the state summary, and how many items
+//! of the pool each connector last wrote.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jiff::Timestamp;
+
+use super::journal::seq_of;
+use super::{decode, encode, Store, StoreError};
+use crate::model::{ActivitySummary, LogEntry};
+
+/// Tells log entries written in the same microsecond apart.
+static LOG_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// `connector id \0 microseconds \0 counter`: a connector's entries sort by time.
+fn log_key(connector_id: &str, at: Timestamp) -> Vec<u8> {
+    let micros = u64::try_from(at.as_microsecond()).unwrap_or(0);
+    let mut key = connector_prefix(connector_id);
+    key.extend_from_slice(&micros.to_be_bytes());
+    key.extend_from_slice(&LOG_SEQ.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    key
+}
+
+fn connector_prefix(connector_id: &str) -> Vec<u8> {
+    let mut key = connector_id.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+impl Store {
+    /// Appends log entries, each to its connector's log.
+    pub fn append_logs(&self, entries: &[(String, LogEntry)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (connector_id, entry) in entries {
+            batch.insert(log_key(connector_id, entry.at), encode(entry)?);
+        }
+        self.inner.connector_logs.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries of a connector's log, newest first, older than the opaque
+    /// `before` cursor; with the cursor of the next page, if there is one.
+    pub fn logs(
+        &self,
+        connector_id: &str,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<LogEntry>, Option<Vec<u8>>), StoreError> {
+        let prefix = connector_prefix(connector_id);
+        let end = match before {
+            Some(suffix) => [prefix.as_slice(), suffix].concat(),
+            None => [prefix.as_slice(), &[0xff; 17]].concat(),
+        };
+        let mut page = Vec::with_capacity(limit + 1);
+        for entry in self
+            .inner
+            .connector_logs
+            .range(prefix.clone()..end)
+            .rev()
+            .take(limit + 1)
+        {
+            let (key, value) = entry?;
+            page.push((key, decode::<LogEntry>(&value)?));
+        }
+        let more = page.len() > limit;
+        page.truncate(limit);
+        // The range's end is exclusive: the next page ends at the last key shown here.
+        let next = more
+            .then(|| page.last().map(|(key, _)| key[prefix.len()..].to_vec()))
+            .flatten();
+        Ok((page.into_iter().map(|(_, entry)| entry).collect(), next))
+    }
+
+    /// Error-level requests in a connector's log since `since`.
+    pub fn errors_since(&self, connector_id: &str, since: Timestamp) -> Result<u64, StoreError> {
+        let prefix = connector_prefix(connector_id);
+        let micros = u64::try_from(since.as_microsecond()).unwrap_or(0);
+        let start = [prefix.as_slice(), &micros.to_be_bytes()].concat();
+        let mut errors = 0;
+        for entry in self
+            .inner
+            .connector_logs
+            .range(start..)
+            .take_while(|e| e.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        {
+            let entry: LogEntry = decode(&entry?.1)?;
+            if entry.level == crate::model::LogLevel::Error {
+                errors += entry.count.unwrap_or(1);
+            }
+        }
+        Ok(errors)
+    }
+
+    /// Drops log entries older than `cutoff`, across all connectors; returns how many.
+    pub fn sweep_logs(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.inner.connector_logs.iter() {
+            let (key, value) = entry?;
+            let entry: LogEntry = decode(&value)?;
+            if entry.at < cutoff {
+                self.inner.connector_logs.remove(key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// A connector's persisted state summary.
+    pub fn activity(&self, connector_id: &str) -> Result<ActivitySummary, StoreError> {
+        Ok(self
+            .inner
+            .activity
+            .get(connector_id)?
+            .map(|v| decode(&v))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Saves a connector's state summary.
+    pub fn save_activity(
+        &self,
+        connector_id: &str,
+        summary: &ActivitySummary,
+    ) -> Result<(), StoreError> {
+        self.inner.activity.insert(connector_id, encode(summary)?)?;
+        Ok(())
+    }
+
+    /// Items of the pool whose last writer is this connector.
+    pub fn connector_item_count(&self, connector_id: &str) -> Result<u64, StoreError> {
+        self.inner
+            .connector_items
+            .get(connector_id)?
+            .map(|v| seq_of(&v))
+            .transpose()
+            .map(|n| n.unwrap_or(0))
+    }
+
+    /// Forgets a deleted connector's log and summary.
+    pub fn forget_activity(&self, connector_id: &str) -> Result<(), StoreError> {
+        for key in self
+            .inner
+            .connector_logs
+            .scan_prefix(connector_prefix(connector_id))
+            .keys()
+        {
+            self.inner.connector_logs.remove(key?)?;
+        }
+        self.inner.activity.remove(connector_id)?;
+        Ok(())
+    }
+}
