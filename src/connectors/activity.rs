@@ -39,8 +39,10 @@ struct Tracked {
     requests: u64,
     items: u64,
     handling: Duration,
-    /// Refusals by code: how many, and the last message.
-    refused: BTreeMap<&'static str, (u64, String)>,
+    /// When the last of `requests` was accepted.
+    last_accepted: Option<Timestamp>,
+    /// Refusals by code: how many, the last message, and when the last happened.
+    refused: BTreeMap<&'static str, (u64, String, Timestamp)>,
     /// Entries written as they happen (recoveries, configuration, warnings).
     notes: Vec<LogEntry>,
 }
@@ -95,6 +97,7 @@ impl Activity {
             t.requests += 1;
             t.items += items as u64;
             t.handling += handling;
+            t.last_accepted = Some(now);
         })
     }
 
@@ -107,9 +110,13 @@ impl Activity {
                 t.summary.failing_since = Some(now);
                 t.summary_changed = true;
             }
-            let slot = t.refused.entry(error.code()).or_insert((0, String::new()));
+            let slot = t
+                .refused
+                .entry(error.code())
+                .or_insert((0, String::new(), now));
             slot.0 += 1;
             slot.1 = error.message().to_owned();
+            slot.2 = now;
         })?;
         if self.allow_process_log(connector_id) {
             tracing::warn!(%connector_id, code = error.code(), "refusing pushes to this connector (at most one line a minute)");
@@ -149,39 +156,30 @@ impl Activity {
     /// Writes what was counted since the last flush as log entries, and changed
     /// summaries. Blocking: call it off the async runtime.
     pub fn flush(&self) -> Result<(), StoreError> {
-        let now = Timestamp::now();
         let mut entries = Vec::new();
         let mut summaries = Vec::new();
         {
             let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
             for (id, t) in tracked.iter_mut() {
                 entries.extend(t.notes.drain(..).map(|e| (id.clone(), e)));
-                if t.requests > 0 {
-                    let average = t.handling.as_millis() / u128::from(t.requests);
-                    let mut push = entry(
-                        now,
-                        LogLevel::Info,
-                        "push",
-                        format!("{} requests accepted", t.requests),
-                    );
+                if let Some(at) = t.last_accepted.take() {
+                    let average = t.handling.as_millis() / u128::from(t.requests.max(1));
+                    let message = format!("{} accepted", requests(t.requests));
+                    let mut push = entry(at, LogLevel::Info, "push", message);
                     push.items = Some(t.items);
                     push.count = Some(t.requests);
                     push.duration_ms = Some(u64::try_from(average).unwrap_or(u64::MAX));
                     entries.push((id.clone(), push));
                     (t.requests, t.items, t.handling) = (0, 0, Duration::ZERO);
                 }
-                for (code, (count, message)) in std::mem::take(&mut t.refused) {
+                for (code, (count, message, at)) in std::mem::take(&mut t.refused) {
                     let level = if FAILURES.contains(&code) {
                         LogLevel::Error
                     } else {
                         LogLevel::Warn
                     };
-                    let mut refused = entry(
-                        now,
-                        level,
-                        "rejected",
-                        format!("{count} requests rejected: {code}: {message}"),
-                    );
+                    let message = format!("{} rejected: {code}: {message}", requests(count));
+                    let mut refused = entry(at, level, "rejected", message);
                     refused.count = Some(count);
                     entries.push((id.clone(), refused));
                 }
@@ -233,6 +231,14 @@ impl Activity {
                 true
             }
         }
+    }
+}
+
+fn requests(count: u64) -> String {
+    if count == 1 {
+        "1 request".to_owned()
+    } else {
+        format!("{count} requests")
     }
 }
 
