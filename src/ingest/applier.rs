@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use super::IngestError;
+use crate::store::{Store, StoreError};
 
 /// Journal records read per pass.
 const BATCH: usize = 256;
@@ -51,7 +52,7 @@ async fn apply_pending(
     store: &Store,
     applied: &watch::Sender<u64>,
     changes: &watch::Sender<u64>,
-) -> Result<bool, crate::store::StoreError> {
+) -> Result<bool, IngestError> {
     let after = *applied.borrow();
     let store = store.clone();
     let (last_seq, last_change, count) = tokio::task::spawn_blocking(move || {
@@ -62,10 +63,10 @@ async fn apply_pending(
             let made = store.apply(seq, &write)?;
             last = (seq, made.last().map(|c| c.seq).or(last.1));
         }
-        Ok::<_, crate::store::StoreError>((last.0, last.1, count))
+        Ok::<_, StoreError>((last.0, last.1, count))
     })
     .await
-    .map_err(|e| crate::store::StoreError::Corrupt(format!("apply task failed: {e}")))??;
+    .map_err(|_| IngestError::Stopped)??;
     if let Some(seq) = last_change {
         changes.send_replace(seq);
     }
