@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod sse;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -340,4 +342,177 @@ fn collect(
             logs.push('\n');
         }
     });
+}
+
+// Helpers for the ingest, read API and activity tests.
+
+/// How long the tests wait for something the server does in the background (a push
+/// showing in the read API, a state change, a log entry). The contract promises much
+/// less (100 ms for pushes); the margin is for loaded CI machines, not a timing claim.
+pub const EVENTUALLY: Duration = Duration::from_secs(5);
+
+/// Polls `probe` every 25 ms until it gives a value; panics with `what` after `within`.
+pub async fn eventually<T>(
+    within: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Creates a connector from its §1.1 document: its id and its ingest key (empty for
+/// types without one).
+pub async fn create_connector(server: &TestServer, doc: &Value) -> (String, String) {
+    let created = server
+        .admin(Method::POST, "/api/admin/connectors", Some(doc))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["connector"]["id"]
+        .as_str()
+        .expect("connector id")
+        .to_owned();
+    let key = created.body["ingestKey"].as_str().unwrap_or("").to_owned();
+    (id, key)
+}
+
+/// A POST to `/api/webhook/{stream}` with `key` as bearer (none when empty), to add
+/// headers and a body to.
+pub fn webhook(server: &TestServer, stream: &str, key: &str) -> reqwest::RequestBuilder {
+    let request = server
+        .client()
+        .post(server.url(&format!("/api/webhook/{stream}")));
+    if key.is_empty() {
+        request
+    } else {
+        request.bearer_auth(key)
+    }
+}
+
+/// Sends a built request and reads the answer.
+pub async fn send(request: reqwest::RequestBuilder) -> Answer {
+    answer(request.send().await.expect("request sent")).await
+}
+
+/// Pushes `body` as JSON to `/api/webhook/{stream}` with `key`.
+pub async fn push(server: &TestServer, stream: &str, key: &str, body: &Value) -> Answer {
+    send(webhook(server, stream, key).json(body)).await
+}
+
+/// Pushes `body` and asserts it was accepted (202); returns the answer's body.
+pub async fn push_ok(server: &TestServer, stream: &str, key: &str, body: &Value) -> Value {
+    let answer = push(server, stream, key, body).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::ACCEPTED,
+        "{body}: {}",
+        answer.body
+    );
+    answer.body
+}
+
+/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).
+pub fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `/api/streams/{stream}/items/{id}`, the id encoded.
+pub fn item_path(stream: &str, id: &str) -> String {
+    format!("/api/streams/{stream}/items/{}", segment(id))
+}
+
+/// Reads one item with the admin token: `Some(item)` on 200, `None` on 404.
+pub async fn get_item(server: &TestServer, stream: &str, id: &str) -> Option<Value> {
+    let answer = server
+        .admin(Method::GET, &item_path(stream, id), None)
+        .await;
+    match answer.status {
+        StatusCode::OK => Some(answer.body),
+        StatusCode::NOT_FOUND => None,
+        status => panic!("GET item {stream}/{id}: {status} {}", answer.body),
+    }
+}
+
+/// Waits until item `id` of `stream` exists and `ready` holds for it; returns it.
+pub async fn wait_for_item(
+    server: &TestServer,
+    stream: &str,
+    id: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(EVENTUALLY, &format!("item {stream}/{id}"), async || {
+        get_item(server, stream, id)
+            .await
+            .filter(|item| ready(item))
+    })
+    .await
+}
+
+/// Every item of `stream`, read with `token` page by page through `nextCursor`.
+pub async fn all_items(server: &TestServer, stream: &str, token: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let mut path = format!("/api/streams/{stream}/items?limit=1000");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={}", segment(cursor)));
+        }
+        let page = server.call(Method::GET, &path, Some(token), None).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        items.extend(
+            page.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .cloned(),
+        );
+        match &page.body["nextCursor"] {
+            Value::Null => return items,
+            Value::String(next) => cursor = Some(next.clone()),
+            other => panic!("nextCursor is neither null nor a string: {other}"),
+        }
+    }
+    panic!("the cursors of {stream} never end");
+}
+
+/// Asserts that `answer` is the error `status`/`code` with the common error body
+/// (message, and the request id of the `X-Request-Id` header); returns the message.
+pub fn assert_error(answer: &Answer, status: StatusCode, code: &str) -> String {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    let error = &answer.body["error"];
+    assert_eq!(error["code"], code, "{}", answer.body);
+    let message = error["message"].as_str().expect("error message").to_owned();
+    assert!(!message.is_empty(), "{}", answer.body);
+    let request_id = error["requestId"].as_str().expect("requestId");
+    assert!(request_id.starts_with("req_"), "{}", answer.body);
+    if let Some(header) = answer.headers.get("x-request-id") {
+        assert_eq!(header.to_str().expect("ascii"), request_id);
+    }
+    message
+}
+
+/// Whether `text` is an RFC 3339 timestamp in UTC (`…Z` or `…+00:00`).
+pub fn is_utc_timestamp(text: &str) -> bool {
+    (text.ends_with('Z') || text.ends_with("+00:00")) && text.parse::<jiff::Timestamp>().is_ok()
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
 }
