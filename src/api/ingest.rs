@@ -134,7 +134,7 @@ async fn accept(
     let idempotency = idempotency_key(headers, connector)?;
     let _claim = match &idempotency {
         Some(key) => {
-            if let Some(first) = state.store.idempotency(key, Timestamp::now())? {
+            if let Some(first) = state.ingest.idempotency(key, Timestamp::now())? {
                 return Ok((replay(state, connector, &raw, first)?, 0));
             }
             Some(state.keys_in_flight.claim(key.clone()).ok_or_else(|| {

@@ -1,28 +1,39 @@
-//! From an accepted request to a visible change: the group committer makes each
-//! request durable (journal + idempotency key, flushed and synced) before its 202, and
-//! the applier moves journal records into the pool in order and announces the changes.
+//! From an accepted request to a visible change: the group committer appends each
+//! request to the write-ahead journal and syncs it before its 202; the applier moves
+//! committed records into the pool in order and announces the changes; the checkpoint
+//! makes the pool durable in the background so journal files can be deleted.
 //!
 //! ```text
-//! handler ─submit─► committer ──commit (one fsync per group)──► journal
-//!                                   │ committed seq (watch)
-//!                                   ▼
-//!                               applier ──apply (one transaction per record)──► pool + changes
-//!                                   │ last change seq (watch): SSE, subscriptions
+//! handler ─submit─► committer ──append + fdatasync (one per group)──► journal files
+//!                       │ committed records, in order
+//!                       ▼
+//!                   applier ──apply (one transaction per record)──► pool + change log
+//!                       │ applied mark (watch)            │ last change (watch): SSE
+//!                       ▼
+//!                   checkpoint ──flush + sync sled every second──► journal files released
 //! ```
 
 mod applier;
+mod checkpoint;
 mod committer;
 pub mod retention;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::{Accepted, Store, StoreError};
+use crate::store::{Accepted, IdempotencyRecord, Store, StoreError};
 
-/// Requests that may wait for the committer at once. Past it, submitting waits, and
-/// the HTTP layer's in-flight cap answers 503 before this fills.
+/// Requests that may wait for the committer at once. The HTTP layer's in-flight cap
+/// answers 503 before this fills.
 const QUEUE_CAPACITY: usize = 4096;
+/// Committed groups that may wait for the applier; past it, the committer waits, which
+/// holds new 202s back instead of growing memory.
+const APPLY_QUEUE_GROUPS: usize = 64;
 
 /// Why a write was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -47,42 +58,115 @@ struct Pending {
     done: oneshot::Sender<Result<u64, IngestError>>,
 }
 
+/// Committed records on their way to the applier, in journal order.
+type Committed = Vec<(u64, Accepted)>;
+
+/// Idempotency keys of committed requests not yet applied (after which the store has
+/// them), so a repeat in between is recognised without touching the store on the
+/// commit path.
+#[derive(Default)]
+struct UnappliedKeys(Mutex<HashMap<Vec<u8>, IdempotencyRecord>>);
+
+impl UnappliedKeys {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, IdempotencyRecord>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, records: &Committed) {
+        let mut keys = self.lock();
+        for (key, record) in records.iter().filter_map(|(_, a)| a.idempotency.as_ref()) {
+            keys.insert(key.clone(), record.clone());
+        }
+    }
+
+    fn remove(&self, records: &Committed) {
+        let mut keys = self.lock();
+        for (key, _) in records.iter().filter_map(|(_, a)| a.idempotency.as_ref()) {
+            keys.remove(key);
+        }
+    }
+}
+
 /// The handle handlers use to submit writes; cheap to clone. When the last clone is
 /// dropped (the HTTP layer has stopped), the committer commits what is queued and
-/// stops, and the applier applies what is committed and stops.
+/// stops, and the applier applies what was committed and stops.
 #[derive(Clone)]
 pub struct Ingest {
+    store: Store,
+    unapplied: Arc<UnappliedKeys>,
     queue: mpsc::Sender<Pending>,
     applied: watch::Receiver<u64>,
     changes: watch::Receiver<u64>,
 }
 
 impl Ingest {
-    /// Starts the committer and the applier on `tasks`. The applier first replays what
-    /// the journal holds from before a restart.
+    /// Opens the journal and starts the committer, the applier and the checkpoint on
+    /// `tasks`. The applier first replays what the journal holds beyond the pool.
     pub fn start(
         store: Store,
         tasks: &TaskTracker,
         stop: CancellationToken,
     ) -> Result<Ingest, StoreError> {
-        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let (journal, replay) = store.open_journal()?;
+        if !replay.is_empty() {
+            tracing::info!(
+                records = replay.len(),
+                "replaying accepted writes not yet applied"
+            );
+        }
         let applied_seq = store.applied_seq()?;
-        let (committed_tx, committed_rx) = watch::channel(applied_seq);
+        let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
+        let (to_applier, committed) = mpsc::channel(APPLY_QUEUE_GROUPS);
         let (applied_tx, applied_rx) = watch::channel(applied_seq);
         let (changes_tx, changes_rx) = watch::channel(store.last_change_seq()?);
-        tasks.spawn(committer::run(store.clone(), receiver, committed_tx));
+        let (durable_tx, durable_rx) = watch::channel(applied_seq);
+        let unapplied = Arc::new(UnappliedKeys::default());
+        unapplied.add(&replay);
+        if !replay.is_empty() && to_applier.try_send(replay).is_err() {
+            return Err(StoreError::Corrupt("the replay could not be queued".into()));
+        }
+        tasks.spawn(committer::run(
+            journal,
+            requests,
+            to_applier,
+            durable_rx,
+            unapplied.clone(),
+        ));
         tasks.spawn(applier::run(
-            store,
-            committed_rx,
+            store.clone(),
+            committed,
             applied_tx,
             changes_tx,
+            unapplied.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(checkpoint::run(
+            store.clone(),
+            applied_rx.clone(),
+            durable_tx,
             stop,
         ));
         Ok(Ingest {
+            store,
+            unapplied,
             queue,
             applied: applied_rx,
             changes: changes_rx,
         })
+    }
+
+    /// The first answer remembered for an idempotency key, if it has not expired:
+    /// committed requests are known before they are applied.
+    pub fn idempotency(
+        &self,
+        key: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let pending = self.unapplied.lock().get(key).cloned();
+        match pending {
+            Some(record) => Ok(Some(record).filter(|r| r.expires_at > now)),
+            None => self.store.idempotency(key, now),
+        }
     }
 
     /// Makes `accepted` durable; returns its journal sequence once it is on disk.

@@ -1,19 +1,19 @@
-//! The journal: accepted writes, durable before their 202, kept until applied.
+//! What the journal holds and what commits and checkpoints do in the store.
 //!
-//! The group committer hands [`Store::commit`] every request that arrived while the
-//! previous commit was on disk; one transaction, one flush and one `fdatasync` then
-//! serve them all. sled's own flush uses `sync_file_range`, which survives a process
-//! crash but not a power cut, so the commit also syncs sled's files.
+//! A request is durable once its record is in the write-ahead journal
+//! ([`Wal`](super::Wal)); its idempotency key reaches sled when the record is applied
+//! (until then the ingest pipeline remembers it in memory). A checkpoint flushes sled
+//! and syncs its files, after which journal records up to the applied mark may go.
 
 use std::fs::File;
-use std::sync::atomic::Ordering;
+use std::path::Path;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sled::transaction::Transactional;
 
-use super::{decode, encode, transact, Store, StoreError};
+use super::wal::Wal;
+use super::{decode, Store, StoreError};
 use crate::model::Write;
 
 /// `meta` key of the last journal sequence applied to the pool.
@@ -31,29 +31,13 @@ pub struct IdempotencyRecord {
     pub expires_at: Timestamp,
 }
 
-/// One accepted request's durable part.
-#[derive(Clone, Debug)]
+/// One accepted request's durable part: one journal record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Accepted {
     /// What it changes.
     pub write: Write,
     /// Its idempotency key (`connector id \0 key`) and first answer, if it carried one.
     pub idempotency: Option<(Vec<u8>, IdempotencyRecord)>,
-}
-
-/// The first free journal sequence: past both the journal's last record and the last
-/// applied one (the journal is empty once everything is applied).
-pub(super) fn next_seq(journal: &sled::Tree, meta: &sled::Tree) -> Result<u64, StoreError> {
-    let last_record = journal
-        .last()?
-        .map(|(k, _)| seq_of(&k))
-        .transpose()?
-        .unwrap_or(0);
-    let applied = meta
-        .get(APPLIED_SEQ_KEY)?
-        .map(|v| seq_of(&v))
-        .transpose()?
-        .unwrap_or(0);
-    Ok(last_record.max(applied) + 1)
 }
 
 /// Reads a big-endian u64 key or value.
@@ -64,75 +48,19 @@ pub(super) fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
 }
 
 impl Store {
-    /// Makes `batch` durable: journal records and idempotency keys in one transaction,
-    /// then flushed and synced to disk. Returns each request's journal sequence.
-    /// Blocking: call it off the async runtime. Only one caller at a time (the group
-    /// committer), so sequences follow the order of `batch`.
-    pub fn commit(&self, batch: &[Accepted]) -> Result<Vec<u64>, StoreError> {
-        let inner = &self.inner;
-        let mut journal = sled::Batch::default();
-        let mut idempotency = sled::Batch::default();
-        let mut seqs = Vec::with_capacity(batch.len());
-        for accepted in batch {
-            let seq = inner.next_journal_seq.fetch_add(1, Ordering::SeqCst);
-            journal.insert(&seq.to_be_bytes(), encode(&accepted.write)?);
-            if let Some((key, record)) = &accepted.idempotency {
-                idempotency.insert(key.as_slice(), encode(record)?);
-            }
-            seqs.push(seq);
-        }
-        transact((&inner.journal, &inner.idempotency).transaction(|(j, i)| {
-            j.apply_batch(&journal)?;
-            i.apply_batch(&idempotency)?;
-            Ok(())
-        }))?;
-        inner.db.flush()?;
-        self.sync_files()?;
-        Ok(seqs)
+    /// Opens the data dir's journal; returns it with the records not yet applied.
+    pub fn open_journal(&self) -> Result<(Wal, Vec<(u64, Accepted)>), StoreError> {
+        Wal::open(&self.inner.data_dir.join("journal"), self.applied_seq()?)
     }
 
-    /// `fdatasync`s sled's data file and any blob files, then the directories.
-    fn sync_files(&self) -> Result<(), StoreError> {
-        let dir = &self.inner.db_dir;
-        let io = |path: &std::path::Path| {
-            let path = path.to_owned();
-            move |source| StoreError::Io { path, source }
-        };
-        let data = dir.join("db");
-        File::open(&data)
-            .and_then(|f| f.sync_data())
-            .map_err(io(&data))?;
-        let blobs = dir.join("blobs");
-        if let Ok(entries) = std::fs::read_dir(&blobs) {
-            for entry in entries.map_while(Result::ok) {
-                let path = entry.path();
-                File::open(&path)
-                    .and_then(|f| f.sync_data())
-                    .map_err(io(&path))?;
-            }
-            File::open(&blobs)
-                .and_then(|f| f.sync_all())
-                .map_err(io(&blobs))?;
-        }
-        File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
-    }
-
-    /// Up to `limit` journal records after sequence `after`, oldest first.
-    pub fn pending_writes(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Write)>, StoreError> {
-        let start = after.saturating_add(1).to_be_bytes();
-        self.inner
-            .journal
-            .range(start..)
-            .take(limit)
-            .map(|entry| {
-                let (key, value) = entry?;
-                Ok((seq_of(&key)?, decode(&value)?))
-            })
-            .collect()
+    /// Makes everything applied so far durable: flushes sled, then `fdatasync`s its
+    /// files (sled's own flush uses `sync_file_range`, which survives a process crash
+    /// but not a power cut). Returns the applied mark it covers. Blocking.
+    pub fn checkpoint(&self) -> Result<u64, StoreError> {
+        let applied = self.applied_seq()?;
+        self.inner.db.flush()?;
+        sync_files(&self.inner.data_dir.join("db"))?;
+        Ok(applied)
     }
 
     /// The last journal sequence applied to the pool (0 before any).
@@ -173,4 +101,29 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// `fdatasync`s sled's data file and any blob files, then their directories.
+fn sync_files(dir: &Path) -> Result<(), StoreError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StoreError::Io { path, source }
+    };
+    let data = dir.join("db");
+    File::open(&data)
+        .and_then(|f| f.sync_data())
+        .map_err(io(&data))?;
+    let blobs = dir.join("blobs");
+    if let Ok(entries) = std::fs::read_dir(&blobs) {
+        for entry in entries.map_while(Result::ok) {
+            let path = entry.path();
+            File::open(&path)
+                .and_then(|f| f.sync_data())
+                .map_err(io(&path))?;
+        }
+        File::open(&blobs)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&blobs))?;
+    }
+    File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
 }

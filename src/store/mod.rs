@@ -1,6 +1,7 @@
 //! Persistence: the one module that imports sled. Everything else sees typed records.
 //!
-//! On disk, under the data dir: `db/` (sled), `lock` (held while a server runs, so a
+//! On disk, under the data dir: `db/` (sled), `journal/` (the write-ahead journal of
+//! accepted requests, see [`Wal`]), `lock` (held while a server runs, so a
 //! second process fails fast instead of waiting), and `secret.key` (0600), the key that
 //! seals records holding secrets. Trees:
 //! - `meta`: the schema version and the admin key id;
@@ -8,7 +9,6 @@
 //! - `connector_names`: lowercased name → connector id (names are unique);
 //! - `read_keys`: read key id → [`ReadKey`](crate::model::ReadKey);
 //! - `keys`: key id → [`KeyRecord`] (hashes only), for every kind of credential;
-//! - `journal`: sequence → accepted [`Write`](crate::model::Write), until applied;
 //! - `idempotency`: connector id \0 key → the first answer, until it expires;
 //! - `items`: stream \0 item id → [`Item`](crate::model::Item);
 //! - `streams`: stream → item count and last change;
@@ -22,11 +22,11 @@ mod codec;
 mod journal;
 mod pool;
 mod read_keys;
+mod wal;
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -37,6 +37,7 @@ use codec::{decode, encode, Sealer};
 
 pub use journal::{Accepted, IdempotencyRecord};
 pub use pool::StreamStats;
+pub use wal::Wal;
 
 /// The layout this binary writes. A data dir with a newer one is refused: it was
 /// written by a newer datapool, and guessing at it could lose data.
@@ -45,8 +46,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// DataPool's items will share this.
 const CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
 /// sled's log segment size. sled writes any page over a quarter of a segment as a
-/// separate blob file; 8 MiB segments keep whole 1 MiB requests in the log, which the
-/// group commit syncs (blobs are synced too, should a page still exceed it).
+/// separate blob file; 8 MiB segments keep pages holding large items in the log
+/// (blobs are synced by the checkpoint too, should a page still exceed it).
 const SEGMENT_SIZE_BYTES: usize = 8 * 1024 * 1024;
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 const ADMIN_KEY_ID_KEY: &[u8] = b"admin_key_id";
@@ -106,7 +107,6 @@ struct Inner {
     connector_names: sled::Tree,
     keys: sled::Tree,
     read_keys: sled::Tree,
-    journal: sled::Tree,
     idempotency: sled::Tree,
     items: sled::Tree,
     streams: sled::Tree,
@@ -114,10 +114,8 @@ struct Inner {
     connector_logs: sled::Tree,
     activity: sled::Tree,
     connector_items: sled::Tree,
-    /// The next journal sequence number; only the group committer takes from it.
-    next_journal_seq: AtomicU64,
-    /// sled's data file and directory, synced (fdatasync) by every group commit.
-    db_dir: PathBuf,
+    /// The data dir: sled lives in `db/`, the journal in `journal/`.
+    data_dir: PathBuf,
     sealer: Sealer,
     /// Held for the store's lifetime: the OS releases the lock when the process ends.
     _lock: File,
@@ -152,16 +150,16 @@ impl Store {
             Err(TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
         let sealer = Sealer::load_or_create(&data_dir.join("secret.key"))?;
-        let db_dir = data_dir.join("db");
         let db = sled::Config::new()
-            .path(&db_dir)
+            .path(data_dir.join("db"))
             .cache_capacity(CACHE_CAPACITY_BYTES)
             .segment_size(SEGMENT_SIZE_BYTES)
+            // Durability comes from the journal; sled is flushed by the checkpoint, not
+            // by a timer of its own as well.
+            .flush_every_ms(None)
             .open()?;
         let meta = db.open_tree("meta")?;
         check_schema(&meta)?;
-        let journal = db.open_tree("journal")?;
-        let next_journal_seq = journal::next_seq(&journal, &meta)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 connectors: db.open_tree("connectors")?,
@@ -175,21 +173,22 @@ impl Store {
                 connector_logs: db.open_tree("connector_logs")?,
                 activity: db.open_tree("activity")?,
                 connector_items: db.open_tree("connector_items")?,
-                journal,
-                next_journal_seq: AtomicU64::new(next_journal_seq),
                 meta,
                 db,
-                db_dir,
+                data_dir: data_dir.to_owned(),
                 sealer,
                 _lock: lock,
             }),
         })
     }
 
-    /// Writes everything to disk; the last thing a shutdown does.
+    /// Writes everything to disk, as a checkpoint does; the last thing a shutdown does.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush_async().await?;
-        Ok(())
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.checkpoint())
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("the final flush did not run: {e}")))?
+            .map(drop)
     }
 
     /// All connectors, in id order.

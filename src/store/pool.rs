@@ -1,9 +1,10 @@
 //! The DataPool itself: items by stream, per-stream counts, and the change log.
 //!
 //! [`Store::apply`] moves one journal record into the pool in a single transaction
-//! (items, stream counts, change records, the applied mark, removal from the journal),
-//! so replaying the journal after a crash applies each record exactly once.
+//! (items, stream counts, change records, its idempotency key, the applied mark), so
+//! replaying the journal after a crash applies each record exactly once.
 
+use std::collections::HashMap;
 use std::ops::Bound;
 
 use jiff::Timestamp;
@@ -11,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
 
 use super::journal::{seq_of, APPLIED_SEQ_KEY};
+use super::Accepted;
 use super::{decode, encode, transact, Store, StoreError};
-use crate::model::{Change, ChangeKind, Item, StreamName, Write};
+use crate::model::{Change, ChangeKind, Fields, Item, StreamName, Upsert, Write};
 
 /// `meta` key of the last change sequence handed out.
 const CHANGE_SEQ_KEY: &[u8] = b"change_seq";
@@ -53,6 +55,111 @@ fn tx_seq(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
     }
 }
 
+/// One transaction's worth of applying: the trees written per item, the change
+/// sequence, and the stream summaries touched (written once, at the end).
+struct Pass<'t> {
+    items: &'t TransactionalTree,
+    owners: &'t TransactionalTree,
+    change_seq: u64,
+    now: Timestamp,
+    stats: HashMap<String, StreamStats>,
+    made: Vec<Change>,
+}
+
+impl Pass<'_> {
+    fn write(&mut self, write: &Write, streams: &TransactionalTree) -> TxResult<()> {
+        let stream = write.stream.as_str();
+        if !self.stats.contains_key(stream) {
+            let stats = match streams.get(stream)? {
+                Some(v) => tx_decode(&v)?,
+                None => StreamStats::default(),
+            };
+            self.stats.insert(stream.to_owned(), stats);
+        }
+        let before = self.made.len();
+        for upsert in &write.upserts {
+            self.upsert(write, upsert)?;
+        }
+        for id in &write.deletes {
+            self.delete(write, id)?;
+        }
+        if let Some(stats) = self.stats.get_mut(stream) {
+            let created = self.made[before..]
+                .iter()
+                .filter(|c| c.kind == ChangeKind::Created)
+                .count();
+            let deleted = self.made[before..]
+                .iter()
+                .filter(|c| c.kind == ChangeKind::Deleted)
+                .count();
+            stats.item_count = (stats.item_count + created as u64).saturating_sub(deleted as u64);
+            if self.made.len() > before {
+                stats.updated_at = Some(self.now);
+            }
+        }
+        Ok(())
+    }
+
+    fn upsert(&mut self, write: &Write, upsert: &Upsert) -> TxResult<()> {
+        let key = item_key(write.stream.as_str(), &upsert.id);
+        let current: Option<Item> = self.items.get(&key)?.map(|v| tx_decode(&v)).transpose()?;
+        let Some(item) = Item::upserted(
+            current.as_ref(),
+            upsert,
+            write.mode,
+            &write.connector_id,
+            self.now,
+        ) else {
+            return Ok(());
+        };
+        self.items.insert(key, tx_encode(&item)?)?;
+        let previous_writer = current.as_ref().map(|c| c.connector_id.as_str());
+        if previous_writer != Some(item.connector_id.as_str()) {
+            count_owner(self.owners, &item.connector_id, 1)?;
+            if let Some(previous) = previous_writer {
+                count_owner(self.owners, previous, -1)?;
+            }
+        }
+        let kind = if current.is_some() {
+            ChangeKind::Updated
+        } else {
+            ChangeKind::Created
+        };
+        self.record(kind, write, item.id, item.version, Some(item.fields));
+        Ok(())
+    }
+
+    fn delete(&mut self, write: &Write, id: &str) -> TxResult<()> {
+        let Some(old) = self.items.remove(item_key(write.stream.as_str(), id))? else {
+            return Ok(());
+        };
+        let old: Item = tx_decode(&old)?;
+        count_owner(self.owners, &old.connector_id, -1)?;
+        self.record(ChangeKind::Deleted, write, old.id, old.version, None);
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        kind: ChangeKind,
+        write: &Write,
+        item_id: String,
+        version: u64,
+        fields: Option<Fields>,
+    ) {
+        self.change_seq += 1;
+        self.made.push(Change {
+            seq: self.change_seq,
+            kind,
+            stream: write.stream.clone(),
+            item_id,
+            version,
+            fields,
+            at: self.now,
+        });
+    }
+}
+
 /// Adds `delta` to the count of items `connector_id` last wrote.
 fn count_owner(owners: &TransactionalTree, connector_id: &str, delta: i64) -> TxResult<()> {
     let current = tx_seq(owners, connector_id.as_bytes())?;
@@ -62,12 +169,16 @@ fn count_owner(owners: &TransactionalTree, connector_id: &str, delta: i64) -> Tx
 }
 
 impl Store {
-    /// Applies journal record `seq` to the pool and returns the changes it made (none
-    /// for data equal to what is stored). Blocking: call it off the async runtime.
-    pub fn apply(&self, seq: u64, write: &Write) -> Result<Vec<Change>, StoreError> {
+    /// Applies journal records, in order and in one transaction, and returns the
+    /// changes they made (none for data equal to what is stored). Blocking: call it off
+    /// the async runtime.
+    pub fn apply(&self, records: &[(u64, Accepted)]) -> Result<Vec<Change>, StoreError> {
+        let Some((last_seq, _)) = records.last() else {
+            return Ok(Vec::new());
+        };
         let inner = &self.inner;
         let trees = (
-            &inner.journal,
+            &inner.idempotency,
             &inner.items,
             &inner.streams,
             &inner.changes,
@@ -75,83 +186,30 @@ impl Store {
             &inner.connector_items,
         );
         transact(
-            trees.transaction(|(journal, items, streams, changes, meta, owners)| {
-                let stream = write.stream.as_str();
-                let mut stats: StreamStats = match streams.get(stream)? {
-                    Some(v) => tx_decode(&v)?,
-                    None => StreamStats::default(),
+            trees.transaction(|(keys, items, streams, changes, meta, owners)| {
+                let mut pass = Pass {
+                    items,
+                    owners,
+                    change_seq: tx_seq(meta, CHANGE_SEQ_KEY)?,
+                    now: Timestamp::now(),
+                    stats: HashMap::new(),
+                    made: Vec::new(),
                 };
-                let mut change_seq = tx_seq(meta, CHANGE_SEQ_KEY)?;
-                let now = Timestamp::now();
-                let mut made = Vec::new();
-                for upsert in &write.upserts {
-                    let key = item_key(stream, &upsert.id);
-                    let current: Option<Item> =
-                        items.get(&key)?.map(|v| tx_decode(&v)).transpose()?;
-                    let Some(item) = Item::upserted(
-                        current.as_ref(),
-                        upsert,
-                        write.mode,
-                        &write.connector_id,
-                        now,
-                    ) else {
-                        continue;
-                    };
-                    items.insert(key, tx_encode(&item)?)?;
-                    if current.as_ref().map(|c| c.connector_id.as_str())
-                        != Some(item.connector_id.as_str())
-                    {
-                        count_owner(owners, &item.connector_id, 1)?;
-                        if let Some(previous) = &current {
-                            count_owner(owners, &previous.connector_id, -1)?;
-                        }
+                for (_, Accepted { write, idempotency }) in records {
+                    pass.write(write, streams)?;
+                    if let Some((key, record)) = idempotency {
+                        keys.insert(key.as_slice(), tx_encode(record)?)?;
                     }
-                    let kind = if current.is_some() {
-                        ChangeKind::Updated
-                    } else {
-                        ChangeKind::Created
-                    };
-                    stats.item_count += u64::from(current.is_none());
-                    change_seq += 1;
-                    made.push(Change {
-                        seq: change_seq,
-                        kind,
-                        stream: write.stream.clone(),
-                        item_id: item.id,
-                        version: item.version,
-                        fields: Some(item.fields),
-                        at: now,
-                    });
                 }
-                for id in &write.deletes {
-                    let Some(old) = items.remove(item_key(stream, id))? else {
-                        continue;
-                    };
-                    let old: Item = tx_decode(&old)?;
-                    count_owner(owners, &old.connector_id, -1)?;
-                    stats.item_count = stats.item_count.saturating_sub(1);
-                    change_seq += 1;
-                    made.push(Change {
-                        seq: change_seq,
-                        kind: ChangeKind::Deleted,
-                        stream: write.stream.clone(),
-                        item_id: old.id,
-                        version: old.version,
-                        fields: None,
-                        at: now,
-                    });
-                }
-                for change in &made {
+                for change in &pass.made {
                     changes.insert(&change.seq.to_be_bytes(), tx_encode(change)?)?;
                 }
-                if !made.is_empty() {
-                    stats.updated_at = Some(now);
-                    streams.insert(stream, tx_encode(&stats)?)?;
-                    meta.insert(CHANGE_SEQ_KEY, &change_seq.to_be_bytes())?;
+                for (stream, stats) in &pass.stats {
+                    streams.insert(stream.as_bytes(), tx_encode(stats)?)?;
                 }
-                meta.insert(APPLIED_SEQ_KEY, &seq.to_be_bytes())?;
-                journal.remove(&seq.to_be_bytes())?;
-                Ok(made)
+                meta.insert(CHANGE_SEQ_KEY, &pass.change_seq.to_be_bytes())?;
+                meta.insert(APPLIED_SEQ_KEY, &last_seq.to_be_bytes())?;
+                Ok(pass.made)
             }),
         )
     }
