@@ -68,8 +68,13 @@ pub fn serve(global: &GlobalArgs, options: ServerOptions) -> anyhow::Result<()> 
     })
 }
 
+/// The log filter unless `RUST_LOG` sets one. rustls warns about every client that
+/// sends an IP address as TLS server name (load tools, some devices): that is noise.
+const DEFAULT_LOG_FILTER: &str = "info,rustls=error";
+
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stdout().is_terminal());
