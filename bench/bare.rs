@@ -17,7 +17,6 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,18 +56,7 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Does the work; `main` reports its error.
-async fn run() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (config, cert_pem) = tls_config()?;
     if let Some(path) = &args.cert_out {

@@ -24,7 +24,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -73,18 +72,7 @@ struct Args {
 type Seen = (String, Instant);
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Does the work; `main` reports its error.
-async fn run() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let base = args.url.trim_end_matches('/').to_owned();
     let wait = Duration::from_secs(args.wait_seconds);

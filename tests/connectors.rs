@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{is_key, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -44,18 +44,6 @@ async fn create(server: &TestServer, doc: &Value) -> (String, Option<String>) {
         .expect("id")
         .to_owned();
     (id, answer.body["ingestKey"].as_str().map(str::to_owned))
-}
-
-fn is_key(key: &str, prefix: &str) -> bool {
-    let parts: Vec<&str> = key.split('_').collect();
-    parts.len() == 3
-        && parts[0] == prefix
-        && parts[1].len() == 12
-        && parts[1]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && parts[2].len() == 40
-        && parts[2].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::sse::{Event, SseReader};
 use common::{
-    assert_error, create_connector, get_item, is_utc_timestamp, item_path, push_ok, segment,
-    wait_for_item, TestServer, EVENTUALLY,
+    assert_error, create_connector, get_item, is_key, is_utc_timestamp, item_path, push_ok,
+    segment, wait_for_item, TestServer, EVENTUALLY,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -213,19 +213,6 @@ async fn the_admin_token_deletes_an_item() {
         .admin(Method::DELETE, &item_path("sales", "a"), None)
         .await;
     assert_error(&again, StatusCode::NOT_FOUND, "NOT_FOUND");
-}
-
-/// Whether `key` has the shape `<prefix>_<12 hex>_<40 base62>`.
-fn is_key(key: &str, prefix: &str) -> bool {
-    let parts: Vec<&str> = key.split('_').collect();
-    parts.len() == 3
-        && parts[0] == prefix
-        && parts[1].len() == 12
-        && parts[1]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && parts[2].len() == 40
-        && parts[2].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Creates a read key: its id and the key.

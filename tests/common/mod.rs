@@ -516,3 +516,16 @@ pub fn unix_now() -> i64 {
         .expect("clock after 1970")
         .as_secs() as i64
 }
+
+/// Whether `key` has the credential shape `<prefix>_<12 hex>_<40 base62>`.
+pub fn is_key(key: &str, prefix: &str) -> bool {
+    let parts: Vec<&str> = key.split('_').collect();
+    parts.len() == 3
+        && parts[0] == prefix
+        && parts[1].len() == 12
+        && parts[1]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && parts[2].len() == 40
+        && parts[2].bytes().all(|b| b.is_ascii_alphanumeric())
+}
