@@ -22,7 +22,6 @@ use super::{bearer_token, check_json_content_type, parse_json, AppState};
 use crate::auth::{verify_signature, DEFAULT_RATE_LIMIT};
 use crate::connectors::PushTarget;
 use crate::http::{ApiError, ClientAddr, RequestId};
-use crate::ingest::IngestError;
 use crate::model::{flatten, item_id, map_fields, Connector, LogLevel, StreamName, Upsert, Write};
 use crate::store::{Accepted, IdempotencyRecord};
 
@@ -91,8 +90,8 @@ pub async fn webhook(
     match &result {
         Ok((_, items)) => state
             .activity
-            .accepted(&connector.id, *items, started.elapsed())?,
-        Err(error) => state.activity.refused(&connector.id, error)?,
+            .accepted(&connector.id, *items, started.elapsed()),
+        Err(error) => state.activity.refused(&connector.id, error),
     }
     result.map(|(response, _)| response)
 }
@@ -132,14 +131,17 @@ async fn accept(
             .map_err(|e| ApiError::invalid_signature(e.to_string()))?;
     }
     let idempotency = idempotency_key(headers, connector)?;
+    // Claim the key before looking it up: of two repeats racing, one is processed and
+    // the other gets 409 or, once the first is committed, its answer.
     let _claim = match &idempotency {
         Some(key) => {
-            if let Some(first) = state.ingest.idempotency(key, Timestamp::now())? {
-                return Ok((replay(state, connector, &raw, first)?, 0));
-            }
-            Some(state.keys_in_flight.claim(key.clone()).ok_or_else(|| {
+            let claim = state.keys_in_flight.claim(key.clone()).ok_or_else(|| {
                 ApiError::conflict("a request with this Idempotency-Key is still being processed")
-            })?)
+            })?;
+            if let Some(first) = state.ingest.idempotency(key, Timestamp::now())? {
+                return Ok((replay(state, connector, &raw, first), 0));
+            }
+            Some(claim)
         }
         None => None,
     };
@@ -150,10 +152,7 @@ async fn accept(
         write: write_for(connector, upserts),
         idempotency: idempotency.map(|key| (key, remembered(connector, &raw, &body))),
     };
-    state.ingest.submit(accepted).await.map_err(|e| match e {
-        IngestError::Stopped => ApiError::unavailable("shutting down"),
-        IngestError::Store(cause) => ApiError::internal(cause),
-    })?;
+    state.ingest.submit(accepted).await?;
     Ok((
         (success_status(connector), axum::Json(body)).into_response(),
         items,
@@ -246,18 +245,18 @@ fn replay(
     connector: &Connector,
     raw: &[u8],
     first: IdempotencyRecord,
-) -> Result<Response, ApiError> {
+) -> Response {
     if hex::encode(Sha256::digest(raw)) != first.body_sha256 {
         let message = "an Idempotency-Key was repeated with a different body; answered with the first response";
         state
             .activity
-            .note(&connector.id, LogLevel::Warn, "idempotency", message.into())?;
+            .note(&connector.id, LogLevel::Warn, "idempotency", message.into());
     }
     let mut response = (success_status(connector), axum::Json(first.body)).into_response();
     response
         .headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    Ok(response)
+    response
 }
 
 fn success_status(connector: &Connector) -> StatusCode {

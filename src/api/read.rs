@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use super::{bearer_token, AppState};
 use crate::auth::KeyKind;
 use crate::http::{ApiError, ClientAddr};
-use crate::ingest::IngestError;
 use crate::model::{Change, ChangeKind, ReadKey, StreamName, UpsertMode, Write};
 use crate::store::{Accepted, Store};
 
@@ -167,19 +166,14 @@ pub async fn delete_item(
         deletes: vec![id],
         accepted_at: Timestamp::now(),
     };
-    let stopped = |e: IngestError| match e {
-        IngestError::Stopped => ApiError::unavailable("shutting down"),
-        IngestError::Store(cause) => ApiError::internal(cause),
-    };
     let seq = state
         .ingest
         .submit(Accepted {
             write,
             idempotency: None,
         })
-        .await
-        .map_err(stopped)?;
-    state.ingest.applied(seq).await.map_err(stopped)?;
+        .await?;
+    state.ingest.applied(seq).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

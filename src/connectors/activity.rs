@@ -76,14 +76,9 @@ impl Activity {
     }
 
     /// Counts an accepted request; a success after failures is logged as a recovery.
-    pub fn accepted(
-        &self,
-        connector_id: &str,
-        items: usize,
-        handling: Duration,
-    ) -> Result<(), StoreError> {
+    pub fn accepted(&self, connector_id: &str, items: usize, handling: Duration) {
         let now = Timestamp::now();
-        self.with(connector_id, |t| {
+        self.record(connector_id, |t| {
             if t.summary.failing_since.take().is_some() {
                 t.notes.push(entry(
                     now,
@@ -98,14 +93,14 @@ impl Activity {
             t.items += items as u64;
             t.handling += handling;
             t.last_accepted = Some(now);
-        })
+        });
     }
 
     /// Counts a refused request of a known connector.
-    pub fn refused(&self, connector_id: &str, error: &ApiError) -> Result<(), StoreError> {
+    pub fn refused(&self, connector_id: &str, error: &ApiError) {
         let failure = error.status().is_server_error() || FAILURES.contains(&error.code());
         let now = Timestamp::now();
-        self.with(connector_id, |t| {
+        self.record(connector_id, |t| {
             if failure && t.summary.failing_since.is_none() {
                 t.summary.failing_since = Some(now);
                 t.summary_changed = true;
@@ -117,11 +112,10 @@ impl Activity {
             slot.0 += 1;
             slot.1 = error.message().to_owned();
             slot.2 = now;
-        })?;
+        });
         if self.allow_process_log(connector_id) {
             tracing::warn!(%connector_id, code = error.code(), "refusing pushes to this connector (at most one line a minute)");
         }
-        Ok(())
     }
 
     /// Notes a refusal that no connector can be named for (an unknown or wrong key).
@@ -133,15 +127,9 @@ impl Activity {
     }
 
     /// Adds an entry to a connector's log as it happens.
-    pub fn note(
-        &self,
-        connector_id: &str,
-        level: LogLevel,
-        event: &str,
-        message: String,
-    ) -> Result<(), StoreError> {
+    pub fn note(&self, connector_id: &str, level: LogLevel, event: &str, message: String) {
         let note = entry(Timestamp::now(), level, event, message);
-        self.with(connector_id, |t| t.notes.push(note))
+        self.record(connector_id, |t| t.notes.push(note));
     }
 
     /// Forgets a deleted connector.
@@ -195,6 +183,14 @@ impl Activity {
             self.store.save_activity(&id, &summary)?;
         }
         Ok(())
+    }
+
+    /// Records activity: bookkeeping must never fail the request it describes, so a
+    /// store error here is logged and the activity dropped.
+    fn record(&self, connector_id: &str, f: impl FnOnce(&mut Tracked)) {
+        if let Err(error) = self.with(connector_id, f) {
+            tracing::warn!(%connector_id, %error, "connector activity could not be recorded");
+        }
     }
 
     /// Runs `f` on the connector's counters, loading its summary on first use.

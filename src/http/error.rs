@@ -16,6 +16,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::ids;
+use crate::ingest::IngestError;
 use crate::model::ValidationError;
 use crate::store::StoreError;
 
@@ -153,6 +154,15 @@ impl ApiError {
 impl From<ValidationError> for ApiError {
     fn from(error: ValidationError) -> Self {
         ApiError::invalid_payload(error.0)
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Stopped => ApiError::unavailable("shutting down"),
+            IngestError::Store(cause) => ApiError::internal(cause),
+        }
     }
 }
 

@@ -39,7 +39,7 @@ pub async fn create(
         LogLevel::Info,
         "config",
         "connector created".into(),
-    )?;
+    );
     tracing::info!(connector_id = %connector.id, key_id = ?connector.key_id, kind = connector.spec.kind.as_str(), "connector created");
     Ok((
         StatusCode::CREATED,
@@ -81,7 +81,7 @@ pub async fn update(
     tracing::info!(connector_id = %id, "connector updated");
     state
         .activity
-        .note(&id, LogLevel::Info, "config", "connector updated".into())?;
+        .note(&id, LogLevel::Info, "config", "connector updated".into());
     Ok(Json(with_key(&state, &connector, None)?))
 }
 
@@ -117,7 +117,7 @@ fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Json<Value>,
     };
     state
         .activity
-        .note(id, LogLevel::Info, "config", message.into())?;
+        .note(id, LogLevel::Info, "config", message.into());
     Ok(Json(with_key(state, &connector, None)?))
 }
 
@@ -148,9 +148,7 @@ pub async fn rotate_key(
         "ingest key rotated; the new key id is {}",
         connector.key_id.as_deref().unwrap_or("-")
     );
-    state
-        .activity
-        .note(&id, LogLevel::Info, "config", message)?;
+    state.activity.note(&id, LogLevel::Info, "config", message);
     Ok(Json(with_key(&state, &connector, issued.as_ref())?))
 }
 
