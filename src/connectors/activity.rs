@@ -14,8 +14,10 @@ use crate::http::ApiError;
 use crate::model::{ActivitySummary, Connector, ConnectorState, LogEntry, LogLevel};
 use crate::store::{Store, StoreError};
 
-/// How often aggregated entries and summaries are written.
-const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// How often aggregated entries and summaries are written: a busy connector gets one
+/// `push` entry a minute, not one per request. Reading the log or the monitoring
+/// summary writes what is pending first.
+const FLUSH_EVERY: Duration = Duration::from_secs(60);
 /// At most one process-log line per connector or client address in this period.
 const PROCESS_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Throttle entries kept at once; older ones are dropped first.

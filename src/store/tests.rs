@@ -122,3 +122,53 @@ fn the_admin_key_is_replaced_atomically() {
     );
     assert_eq!(store.key(&first.key_id).expect("lookup"), None);
 }
+
+#[test]
+fn connector_logs_page_newest_first_and_old_entries_are_swept() {
+    use crate::model::{LogEntry, LogLevel};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("open");
+    let at = |s: i64| jiff::Timestamp::from_second(1_700_000_000 + s).expect("valid time");
+    let entry = |s: i64| LogEntry {
+        at: at(s),
+        level: LogLevel::Info,
+        event: "push".into(),
+        message: format!("at {s}"),
+        items: None,
+        count: None,
+        duration_ms: None,
+    };
+    let entries: Vec<(String, LogEntry)> = (0..5).map(|s| ("c_1".to_owned(), entry(s))).collect();
+    store.append_logs(&entries).expect("append");
+    store
+        .append_logs(&[("c_2".to_owned(), entry(0))])
+        .expect("append");
+
+    let (first, next) = store.logs("c_1", None, 2).expect("page");
+    assert_eq!(
+        first.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        ["at 4", "at 3"]
+    );
+    let (second, next) = store.logs("c_1", next.as_deref(), 2).expect("page");
+    assert_eq!(
+        second
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>(),
+        ["at 2", "at 1"]
+    );
+    let (last, next) = store.logs("c_1", next.as_deref(), 2).expect("page");
+    assert_eq!((last.len(), next), (1, None));
+
+    assert_eq!(
+        store.sweep_logs(at(2)).expect("sweep"),
+        3,
+        "c_1 at 0 and 1, c_2 at 0"
+    );
+    let (kept, _) = store.logs("c_1", None, 10).expect("page");
+    assert_eq!(
+        kept.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        ["at 4", "at 3", "at 2"]
+    );
+    assert!(store.logs("c_2", None, 10).expect("page").0.is_empty());
+}
