@@ -32,7 +32,10 @@ pub(super) async fn run(
         let journal = journal.clone();
         let committed = tokio::task::spawn_blocking(move || {
             let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
-            journal.release(release_up_to)?;
+            if let Err(error) = journal.release(release_up_to) {
+                // Old files stay until a later release manages; new writes go on.
+                tracing::warn!(%error, "cannot delete applied journal files");
+            }
             let seqs = journal.append(&accepted)?;
             Ok::<_, StoreError>(seqs.into_iter().zip(accepted).collect::<Committed>())
         })
