@@ -39,10 +39,16 @@ impl RateLimiter {
             buckets.retain(|_, b| now.duration_since(b.refilled) < Duration::from_secs(60));
         }
         let burst = f64::from(limit.burst);
-        let bucket = buckets.entry(id.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            refilled: now,
-        });
+        if !buckets.contains_key(id) {
+            let full = Bucket {
+                tokens: burst,
+                refilled: now,
+            };
+            buckets.insert(id.to_owned(), full);
+        }
+        let Some(bucket) = buckets.get_mut(id) else {
+            return Ok(());
+        };
         let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(burst);
         bucket.refilled = now;

@@ -29,7 +29,7 @@ pub struct RequestId(String);
 
 impl RequestId {
     fn generate() -> Self {
-        RequestId(format!("req_{}", ids::random_hex::<8>()))
+        RequestId(format!("req_{}", ids::sequential_hex()))
     }
 }
 
