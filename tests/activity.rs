@@ -196,13 +196,7 @@ async fn a_disabled_connector_is_grey() {
     push_ok(&server, "sales", &key, &json!({"id": "a"})).await;
     wait_for_state(&server, &id, "active").await;
 
-    let disabled = server
-        .admin(
-            Method::POST,
-            &format!("/api/admin/connectors/{id}/disable"),
-            None,
-        )
-        .await;
+    let disabled = server.connector_action(&id, "disable").await;
     assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.body);
     assert_eq!(shown(&server, &id).await["state"], "disabled");
     let entry = monitored(&server, &id).await;
@@ -270,13 +264,7 @@ async fn the_log_records_pushes_and_rejections_newest_first() {
     .await;
     entries.iter().for_each(assert_entry);
 
-    let disabled = server
-        .admin(
-            Method::POST,
-            &format!("/api/admin/connectors/{id}/disable"),
-            None,
-        )
-        .await;
+    let disabled = server.connector_action(&id, "disable").await;
     assert_eq!(disabled.status, StatusCode::OK);
     let refused = push(&server, "sales", &key, &json!({"id": "e"})).await;
     assert_error(&refused, StatusCode::FORBIDDEN, "CONNECTOR_DISABLED");

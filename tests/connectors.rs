@@ -263,15 +263,11 @@ async fn enable_and_disable_set_the_state() {
         &json!({"name": "A", "type": "webhook", "stream": "a"}),
     )
     .await;
-    let disabled = server
-        .admin(Method::POST, &format!("{COLLECTION}/{id}/disable"), None)
-        .await;
+    let disabled = server.connector_action(&id, "disable").await;
     assert_eq!(disabled.status, StatusCode::OK);
     assert_eq!(disabled.body["connector"]["state"], "disabled");
     assert_eq!(disabled.body["connector"]["enabled"], false);
-    let enabled = server
-        .admin(Method::POST, &format!("{COLLECTION}/{id}/enable"), None)
-        .await;
+    let enabled = server.connector_action(&id, "enable").await;
     assert_eq!(enabled.body["connector"]["state"], "idle");
     assert_eq!(enabled.body["connector"]["enabled"], true);
 }

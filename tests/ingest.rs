@@ -403,23 +403,11 @@ async fn ingest_keys_are_checked_401_403_404() {
     let nowhere = push(&server, "nowhere", &key, &body("nowhere")).await;
     assert_error(&nowhere, StatusCode::NOT_FOUND, "STREAM_NOT_FOUND");
 
-    let disabled = server
-        .admin(
-            Method::POST,
-            &format!("/api/admin/connectors/{id}/disable"),
-            None,
-        )
-        .await;
+    let disabled = server.connector_action(&id, "disable").await;
     assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.body);
     let paused = push(&server, "sales", &key, &body("paused")).await;
     assert_error(&paused, StatusCode::FORBIDDEN, "CONNECTOR_DISABLED");
-    server
-        .admin(
-            Method::POST,
-            &format!("/api/admin/connectors/{id}/enable"),
-            None,
-        )
-        .await;
+    server.connector_action(&id, "enable").await;
     push_ok(&server, "sales", &key, &body("enabled")).await;
 
     let rotated = server

@@ -9,6 +9,14 @@ use common::{answer, client_trusting, run, Options, TestServer};
 use reqwest::{Method, StatusCode, Version};
 use serde_json::json;
 
+/// The admin API answers the admin token.
+async fn assert_admin_answers(server: &TestServer) {
+    let answer = server
+        .admin(Method::GET, "/api/admin/connectors", None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
 /// Runs a server on `data_dir` that is expected to refuse to start.
 fn serve_once(data_dir: &std::path::Path) -> std::process::Output {
     let dir = data_dir.to_str().expect("utf-8");
@@ -197,22 +205,10 @@ async fn the_admin_token_is_private_survives_restarts_and_is_never_logged() {
         "the secrets key file is private too"
     );
 
-    assert_eq!(
-        server
-            .admin(Method::GET, "/api/admin/connectors", None)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_admin_answers(&server).await;
     server.restart().await;
     assert_eq!(server.token(), token, "not reissued on restart");
-    assert_eq!(
-        server
-            .admin(Method::GET, "/api/admin/connectors", None)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_admin_answers(&server).await;
 
     let logs = server.logs();
     assert!(
@@ -291,13 +287,7 @@ async fn a_second_server_on_the_same_data_dir_fails_at_once() {
         stderr.contains("in use by another datapool process"),
         "{stderr}"
     );
-    assert_eq!(
-        server
-            .admin(Method::GET, "/api/admin/connectors", None)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_admin_answers(&server).await;
 }
 
 #[tokio::test]

@@ -215,6 +215,16 @@ impl TestServer {
         self.call(method, path, Some(&self.token()), body).await
     }
 
+    /// `POST /api/admin/connectors/{id}/{action}` (`enable`, `disable`, `rotate-key`).
+    pub async fn connector_action(&self, id: &str, action: &str) -> Answer {
+        self.admin(
+            Method::POST,
+            &format!("/api/admin/connectors/{id}/{action}"),
+            None,
+        )
+        .await
+    }
+
     /// Everything the server printed so far.
     pub fn logs(&self) -> String {
         self.logs.lock().expect("logs").clone()
