@@ -153,11 +153,6 @@ impl Server {
         tracing::info!("stopped; the store is flushed");
         Ok(())
     }
-
-    /// The bound HTTPS address (useful when the configured port was 0).
-    pub fn https_addr(&self) -> Option<SocketAddr> {
-        self.https.local_addr().ok()
-    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {

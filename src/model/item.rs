@@ -202,16 +202,6 @@ pub fn item_id(value: &Value) -> Option<String> {
     (!id.is_empty() && id.len() <= MAX_ITEM_ID_BYTES).then_some(id)
 }
 
-/// Checks an item id given directly (a URL segment, an ingest `id`).
-pub fn validate_item_id(id: &str) -> Result<(), ValidationError> {
-    if id.is_empty() || id.len() > MAX_ITEM_ID_BYTES {
-        return Err(ValidationError(format!(
-            "an item id is 1-{MAX_ITEM_ID_BYTES} bytes"
-        )));
-    }
-    Ok(())
-}
-
 /// Keeps only mapped fields, renamed (SPEC §1 `fieldMapping`).
 pub fn map_fields(fields: Fields, mapping: &std::collections::BTreeMap<String, String>) -> Fields {
     let mut fields = fields;

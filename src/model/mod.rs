@@ -17,10 +17,7 @@ pub use connector::{
     Settings, SignatureEncoding, SignedContent, Signing, SigningScheme, SqlDriver, SqlSettings,
     TextEncoding, UpsertMode, UrlAuth, UrlSource,
 };
-pub use item::{
-    flatten, item_id, map_fields, validate_item_id, Change, ChangeKind, Fields, Item, Upsert,
-    Write, MAX_DEPTH, MAX_FIELDS, MAX_ITEM_ID_BYTES,
-};
+pub use item::{flatten, item_id, map_fields, Change, ChangeKind, Fields, Item, Upsert, Write};
 pub use merge_patch::merge_patch;
 pub use read_key::{ReadKey, ReadKeySpec};
 pub use secret::Secret;
