@@ -64,7 +64,8 @@ log_format, shutdown_timeout_seconds), the DATAPOOL_* variables shown above, fla
 
 On first start the server creates in the data dir: admin-token (0600; the admin API's
 bearer token), secret.key (0600; seals stored secrets), tls/cert.pem and tls/key.pem
-(a self-signed certificate, unless --tls-cert/--tls-key are given) and db/ (the store).
+(a self-signed certificate, unless --tls-cert/--tls-key are given), journal/ (accepted
+requests, synced before each 202, deleted once applied) and db/ (the store).
 SIGTERM or SIGINT: stop accepting, finish requests in flight, flush, exit 0.";
 
 #[derive(Debug, Subcommand)]
