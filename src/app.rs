@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use tokio::sync::Semaphore;
 
-use crate::api::{AppState, MAX_INGEST_IN_FLIGHT};
+use crate::api::{Services, MAX_INGEST_IN_FLIGHT};
 use crate::auth::{Credential, FailedAuthLimiter, KeyKind, RateLimiter};
 use crate::config::Config;
 use crate::connectors::{run_flusher, Activity, PushConnectors};
@@ -101,7 +101,7 @@ impl Server {
         background.spawn(retention::run(self.store.clone(), shutdown.clone()));
         let activity = Arc::new(Activity::new(self.store.clone()));
         background.spawn(run_flusher(activity.clone(), stop_background.clone()));
-        let state = AppState {
+        let state = Arc::new(Services {
             store: self.store.clone(),
             shutdown: shutdown.clone(),
             auth_failures: Arc::new(FailedAuthLimiter::default()),
@@ -111,7 +111,7 @@ impl Server {
             in_flight: Arc::new(Semaphore::new(MAX_INGEST_IN_FLIGHT)),
             keys_in_flight: Arc::default(),
             activity,
-        };
+        });
         let router = http::router(state);
         let drain = Duration::from_secs(self.config.shutdown_timeout_seconds);
         let listeners = TaskTracker::new();

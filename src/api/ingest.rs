@@ -274,16 +274,16 @@ fn parse_items(
     headers: &HeaderMap,
     connector: &Connector,
 ) -> Result<Vec<Upsert>, ApiError> {
-    let value = parse_json(raw)?;
-    let objects: Vec<&Map<String, Value>> = match &value {
+    let objects: Vec<Map<String, Value>> = match parse_json(raw)? {
         Value::Object(object) => vec![object],
         Value::Array(values) => values
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(i, v)| {
-                v.as_object().ok_or_else(|| {
-                    ApiError::invalid_payload(format!("item {i} is not a JSON object"))
-                })
+            .map(|(i, v)| match v {
+                Value::Object(object) => Ok(object),
+                _ => Err(ApiError::invalid_payload(format!(
+                    "item {i} is not a JSON object"
+                ))),
             })
             .collect::<Result<_, _>>()?,
         _ => {

@@ -25,9 +25,12 @@ use crate::store::Store;
 /// queueing without bound (SPEC §3.1).
 pub const MAX_INGEST_IN_FLIGHT: usize = 1024;
 
-/// What every handler shares; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler shares, behind one `Arc`: handing it to a request costs one
+/// reference count.
+pub type AppState = Arc<Services>;
+
+/// The services handlers use.
+pub struct Services {
     /// The store.
     pub store: Store,
     /// Fired when the server starts shutting down; `/readyz` turns 503 then.
@@ -48,7 +51,7 @@ pub struct AppState {
     pub activity: Arc<Activity>,
 }
 
-impl AppState {
+impl Services {
     /// The stored key a bearer token proves, or `None` when the token is malformed,
     /// unknown or wrong (all three look the same to the caller).
     pub fn authenticate(&self, token: &str) -> Result<Option<KeyRecord>, ApiError> {

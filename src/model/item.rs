@@ -139,16 +139,17 @@ impl Item {
 /// Flattens a JSON object: nested objects become dotted names, arrays and scalars stay
 /// values, empty objects add nothing. Refuses nesting deeper than [`MAX_DEPTH`] and
 /// more than [`MAX_FIELDS`] fields.
-pub fn flatten(object: &Map<String, Value>) -> Result<Fields, ValidationError> {
+pub fn flatten(object: Map<String, Value>) -> Result<Fields, ValidationError> {
     let mut out = Fields::new();
     flatten_into(&mut out, "", object, 1)?;
     Ok(out)
 }
 
+/// Moves `object`'s leaves into `out` (taking the values, not copying them).
 fn flatten_into(
     out: &mut Fields,
     prefix: &str,
-    object: &Map<String, Value>,
+    object: Map<String, Value>,
     depth: usize,
 ) -> Result<(), ValidationError> {
     if depth > MAX_DEPTH {
@@ -156,17 +157,17 @@ fn flatten_into(
     }
     for (key, value) in object {
         let name = if prefix.is_empty() {
-            key.clone()
+            key
         } else {
             format!("{prefix}.{key}")
         };
         match value {
             Value::Object(inner) => flatten_into(out, &name, inner, depth + 1)?,
             other => {
-                if depth + nesting(other) > MAX_DEPTH {
+                if depth + nesting(&other) > MAX_DEPTH {
                     return Err(too_deep());
                 }
-                out.insert(name, other.clone());
+                out.insert(name, other);
                 if out.len() > MAX_FIELDS {
                     return Err(ValidationError(format!(
                         "an item has more than {MAX_FIELDS} fields"
@@ -226,7 +227,7 @@ mod tests {
 
     #[test]
     fn flattens_nested_objects_with_dots_and_keeps_arrays() {
-        let flat = flatten(&object(json!({
+        let flat = flatten(object(json!({
             "location": {"city": "London", "country": "UK"},
             "metrics": {"footfall": 1250, "dwell_time": 3.5},
             "tags": ["a", {"b": 1}], "empty": {}, "none": null
@@ -245,21 +246,21 @@ mod tests {
         for _ in 0..=MAX_DEPTH {
             deep = json!({ "a": deep });
         }
-        assert!(flatten(&object(deep.clone())).is_err());
+        assert!(flatten(object(deep.clone())).is_err());
         let ok = deep["a"].clone();
         assert!(
-            flatten(&object(ok)).is_ok(),
+            flatten(object(ok)).is_ok(),
             "exactly {MAX_DEPTH} levels are fine"
         );
         let mut deep_array = json!(1);
         for _ in 0..MAX_DEPTH {
             deep_array = json!([deep_array]);
         }
-        assert!(flatten(&object(json!({ "a": deep_array }))).is_err());
+        assert!(flatten(object(json!({ "a": deep_array }))).is_err());
         let many: Map<String, Value> = (0..=MAX_FIELDS)
             .map(|i| (format!("f{i}"), json!(i)))
             .collect();
-        assert!(flatten(&many).is_err());
+        assert!(flatten(many).is_err());
     }
 
     #[test]

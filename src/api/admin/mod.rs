@@ -14,7 +14,7 @@ use crate::auth::KeyKind;
 use crate::http::{ApiError, ClientAddr};
 
 /// Lets through requests bearing the admin token; a valid key of another kind gets
-/// 403, anything else what [`AppState::identify`] answers.
+/// 403, anything else what [`Services::identify`](crate::api::Services::identify) answers.
 pub async fn require_admin(
     State(state): State<AppState>,
     request: Request,
