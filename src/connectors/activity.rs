@@ -252,7 +252,7 @@ fn entry(at: Timestamp, level: LogLevel, event: &str, message: String) -> LogEnt
     }
 }
 
-/// Flushes every [`FLUSH_EVERY`] until `stop` fires, then once more.
+/// Flushes every `FLUSH_EVERY` (a minute) until `stop` fires, then once more.
 pub async fn run_flusher(activity: Arc<Activity>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     loop {

@@ -16,7 +16,7 @@ pub const LOG_RETENTION: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// How often the sweeps run.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// Sweeps every [`SWEEP_EVERY`] until `stop` fires.
+/// Sweeps every `SWEEP_EVERY` (a minute) until `stop` fires.
 pub async fn run(store: Store, stop: CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {

@@ -137,8 +137,8 @@ impl Item {
 }
 
 /// Flattens a JSON object: nested objects become dotted names, arrays and scalars stay
-/// values, empty objects add nothing. Refuses nesting deeper than [`MAX_DEPTH`] and
-/// more than [`MAX_FIELDS`] fields.
+/// values, empty objects add nothing. Refuses nesting deeper than `MAX_DEPTH` (32) and
+/// more than `MAX_FIELDS` (1,000) fields.
 pub fn flatten(object: Map<String, Value>) -> Result<Fields, ValidationError> {
     let mut out = Fields::new();
     flatten_into(&mut out, "", object, 1)?;
@@ -193,7 +193,7 @@ fn nesting(value: &Value) -> usize {
 }
 
 /// An item id from a key field's value: a non-empty string or a number, at most
-/// [`MAX_ITEM_ID_BYTES`] bytes.
+/// `MAX_ITEM_ID_BYTES` (256) bytes.
 pub fn item_id(value: &Value) -> Option<String> {
     let id = match value {
         Value::String(s) => s.clone(),
