@@ -31,6 +31,10 @@ use clap::Parser;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+#[path = "support.rs"]
+mod support;
+use support::{https_client, ms, percentile};
+
 /// How much of an error body to show.
 const SHOWN_BODY_CHARS: usize = 300;
 
@@ -80,8 +84,9 @@ async fn main() -> anyhow::Result<()> {
     let webhook_url = format!("{base}/api/webhook/{}", args.stream);
 
     // Two clients, so the events stream has a connection of its own.
-    let sse_client = client(&args, None)?;
-    let post_client = client(&args, Some(wait))?;
+    let connect = Duration::from_secs(args.wait_seconds);
+    let sse_client = https_client(args.ca_cert.as_deref(), args.insecure, connect, None)?;
+    let post_client = https_client(args.ca_cert.as_deref(), args.insecure, connect, Some(wait))?;
 
     let response = tokio::time::timeout(
         wait,
@@ -207,27 +212,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An HTTPS client trusting `--ca-cert` (or anything, with `--insecure`), with an
-/// overall request timeout when given (none for the events stream, which stays open).
-fn client(args: &Args, timeout: Option<Duration>) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .connect_timeout(Duration::from_secs(args.wait_seconds));
-    if let Some(timeout) = timeout {
-        builder = builder.timeout(timeout);
-    }
-    if args.insecure {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    if let Some(path) = &args.ca_cert {
-        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
-        builder = builder.add_root_certificate(cert);
-    }
-    builder.build().context("cannot set up the HTTPS client")
-}
-
 /// Posts one item `{"id": id, "n": n}` with `X-Item-Key: id`; an error names the
 /// status and the start of the body of a non-2xx answer.
 async fn post(
@@ -330,20 +314,6 @@ impl SseParser {
     }
 }
 
-/// The nearest-rank percentile `q` (0–100] of sorted values.
-fn percentile(sorted: &[Duration], q: f64) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (q / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
-}
-
-/// A duration in milliseconds.
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
 /// At most `max` characters of `text`, with an ellipsis when cut.
 fn shorten(text: &str, max: usize) -> String {
     let mut chars = text.chars();
@@ -369,13 +339,5 @@ mod tests {
         parser.feed(b":1}\r", &mut out);
         parser.feed(b"\ndata:x\r\n\r\nid: 2\n\n", &mut out);
         assert_eq!(out, vec!["{\"a\":1}\nx".to_owned()]);
-    }
-
-    #[test]
-    fn percentile_is_nearest_rank() {
-        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&values, 50.0), Some(Duration::from_millis(50)));
-        assert_eq!(percentile(&values, 99.0), Some(Duration::from_millis(99)));
-        assert_eq!(percentile(&[], 99.0), None);
     }
 }
