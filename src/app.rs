@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::api::{Services, MAX_INGEST_IN_FLIGHT};
 use crate::auth::{Credential, FailedAuthLimiter, KeyKind, RateLimiter};
 use crate::config::Config;
-use crate::connectors::{run_flusher, Activity, PushConnectors};
+use crate::connectors::{run_flusher, Activity, PollContext, Pollers, PushConnectors};
 use crate::http::tls::{self, TlsError};
 use crate::ingest::{retention, Ingest};
 use crate::store::{Store, StoreError};
@@ -101,6 +101,17 @@ impl Server {
         background.spawn(retention::run(self.store.clone(), shutdown.clone()));
         let activity = Arc::new(Activity::new(self.store.clone()));
         background.spawn(run_flusher(activity.clone(), stop_background.clone()));
+        // Pollers stop when shutdown starts, releasing their handles on the ingest
+        // pipeline so it can finish once the listeners have drained.
+        let pollers = Pollers::start(
+            PollContext {
+                store: self.store.clone(),
+                ingest: ingest.clone(),
+                activity: activity.clone(),
+            },
+            &background,
+            shutdown.clone(),
+        );
         let state = Arc::new(Services {
             store: self.store.clone(),
             shutdown: shutdown.clone(),
@@ -111,6 +122,7 @@ impl Server {
             in_flight: Arc::new(Semaphore::new(MAX_INGEST_IN_FLIGHT)),
             keys_in_flight: Arc::default(),
             activity,
+            pollers,
         });
         let router = http::router(state);
         let drain = Duration::from_secs(self.config.shutdown_timeout_seconds);

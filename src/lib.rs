@@ -6,7 +6,8 @@
 //! - [`cli`]: the command line; `serve` runs the server, the other commands drive a
 //!   running server over its admin API.
 //! - [`config`]: the server's settings, layered defaults < TOML < `DATAPOOL_*` < flags.
-//! - [`connectors`]: connectors at run time: the cache ingestion authenticates against.
+//! - [`connectors`]: connectors at run time: the cache ingestion authenticates against,
+//!   their activity, and the SQL pollers (`connectors::sql` runs one query).
 //! - [`app`]: builds the services, binds the listeners and owns shutdown.
 //! - [`http`]: listeners (HTTPS with rustls, optional plain HTTP), TLS material, the
 //!   router, request ids and the one error body every failure uses.

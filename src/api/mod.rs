@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio::sync::Semaphore;
 
 use crate::auth::{Credential, FailedAuthLimiter, KeyRecord, RateLimiter};
-use crate::connectors::{Activity, PushConnectors};
+use crate::connectors::{Activity, Pollers, PushConnectors};
 use crate::http::ApiError;
 use crate::ingest::Ingest;
 use crate::store::Store;
@@ -49,6 +49,8 @@ pub struct Services {
     pub keys_in_flight: Arc<ingest::KeysInFlight>,
     /// What each connector has been doing: state, log, monitoring.
     pub activity: Arc<Activity>,
+    /// The SQL pollers' supervisor, told about every connector change.
+    pub pollers: Arc<Pollers>,
 }
 
 impl Services {
@@ -111,23 +113,27 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::invalid_payload(format!("invalid JSON: {e}")))
 }
 
+/// The media type of the `Content-Type` header, lowercased and without parameters.
+pub fn content_type_essence(headers: &HeaderMap) -> Option<String> {
+    let content_type = headers.get(header::CONTENT_TYPE)?;
+    let essence = content_type
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("");
+    Some(essence.trim().to_ascii_lowercase())
+}
+
 /// Accepts an absent `Content-Type` or a JSON one (`application/json`, `*/*+json`,
 /// with any parameters); anything else is 415.
 pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
-        let essence = content_type
-            .to_str()
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if essence != "application/json" && !essence.ends_with("+json") {
-            return Err(ApiError::unsupported_media_type(format!(
+    match content_type_essence(headers) {
+        Some(essence) if essence != "application/json" && !essence.ends_with("+json") => {
+            Err(ApiError::unsupported_media_type(format!(
                 "the body must be JSON (Content-Type: application/json), not {essence:?}"
-            )));
+            )))
         }
+        _ => Ok(()),
     }
-    Ok(())
 }

@@ -164,6 +164,7 @@ pub async fn delete_item(
         mode: UpsertMode::Merge,
         upserts: Vec::new(),
         deletes: vec![id],
+        deletes_own_only: false,
         accepted_at: Timestamp::now(),
     };
     let seq = state

@@ -10,4 +10,4 @@ mod signature;
 pub use keys::{Credential, CredentialError, KeyKind, KeyRecord};
 pub use limiter::FailedAuthLimiter;
 pub use rate::{RateLimiter, DEFAULT_RATE_LIMIT};
-pub use signature::{verify as verify_signature, SignatureError};
+pub use signature::{verify as verify_signature, SignatureError, Verifier};

@@ -1,5 +1,5 @@
-//! `datapool connector …`: create, list, show, update, enable, disable, delete and
-//! rotate-key over the admin API.
+//! `datapool connector …`: create, list, show, update, enable, disable, delete,
+//! rotate-key and test over the admin API.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -39,7 +39,7 @@ pub enum ConnectorCommand {
         /// Connector id (c_…)
         id: String,
     },
-    /// Change a connector with a JSON Merge Patch document
+    /// Change a connector with a JSON Merge Patch document (signing, sender options, limits)
     Update {
         /// Connector id (c_…)
         id: String,
@@ -64,6 +64,12 @@ pub enum ConnectorCommand {
     },
     /// Issue a new ingest key; the old one stops working at once
     RotateKey {
+        /// Connector id (c_…)
+        id: String,
+    },
+    /// Run a SQL connector's query once and show what it would store, writing nothing
+    #[command(after_help = TEST_HELP)]
+    Test {
         /// Connector id (c_…)
         id: String,
     },
@@ -109,6 +115,7 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
         ConnectorCommand::Disable { id } => (Method::POST, path(id, "/disable"), None),
         ConnectorCommand::Delete { id } => (Method::DELETE, path(id, ""), None),
         ConnectorCommand::RotateKey { id } => (Method::POST, path(id, "/rotate-key"), None),
+        ConnectorCommand::Test { id } => (Method::POST, path(id, "/test"), None),
         ConnectorCommand::Logs { id, limit } => {
             (Method::GET, path(id, &format!("/logs?limit={limit}")), None)
         }
@@ -124,6 +131,7 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
         ConnectorCommand::List => print_table(&CONNECTOR_COLUMNS, rows(&answer["connectors"])),
         ConnectorCommand::Logs { .. } => print_table(&LOG_COLUMNS, rows(&answer["entries"])),
         ConnectorCommand::Delete { id } => println!("deleted connector {id}"),
+        ConnectorCommand::Test { .. } => print_test(&answer["test"])?,
         _ => {
             println!("{}", serde_json::to_string_pretty(&answer["connector"])?);
             if let Some(key) = answer["ingestKey"].as_str() {
@@ -131,6 +139,34 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
             }
         }
     }
+    Ok(())
+}
+
+/// What `connector test --help` adds after the arguments.
+const TEST_HELP: &str = "\
+Connects with the connector's settings (also when it is disabled), runs its query with
+the named parameters bound, and prints the row count, the time taken, each field with
+the JSON type of its values, and up to 20 items exactly as a poll would store them.
+Nothing is written. A failure prints the reason (cannot connect, connect timeout,
+authentication failed, query timeout, permission denied, syntax error, a column type
+that cannot be mapped) with the database's own message. --json prints the answer.";
+
+/// Prints a test report: the summary, the fields as a table, the sample as JSON.
+fn print_test(test: &Value) -> anyhow::Result<()> {
+    println!(
+        "ok: {} rows in {} ms{}",
+        test["rowCount"],
+        test["durationMs"],
+        if test["truncated"] == true {
+            " (cut at maxRows)"
+        } else {
+            ""
+        }
+    );
+    println!();
+    print_table(&FIELD_COLUMNS, rows(&test["fields"]));
+    println!("\nsample items:");
+    println!("{}", serde_json::to_string_pretty(&test["sample"])?);
     Ok(())
 }
 
@@ -160,6 +196,8 @@ const CONNECTOR_COLUMNS: [(&str, &str); 6] = [
     ("STATE", "state"),
     ("KEY ID", "keyId"),
 ];
+/// Columns of the fields `connector test` found.
+const FIELD_COLUMNS: [(&str, &str); 2] = [("FIELD", "name"), ("TYPE", "type")];
 /// Columns of `connector logs`.
 const LOG_COLUMNS: [(&str, &str); 5] = [
     ("AT", "at"),

@@ -1,6 +1,6 @@
-//! What push connectors have been doing, counted in memory and written to their logs
-//! in aggregated entries every few seconds, so a flood of rejected requests costs
-//! counters, not disk writes or log lines (SPEC §3.1, §7).
+//! What connectors have been doing, counted in memory and written to their logs in
+//! aggregated entries every few seconds, so a flood of rejected requests or a poll
+//! every second costs counters, not disk writes or log lines (SPEC §3.1, §7).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -25,7 +25,8 @@ const MAX_THROTTLED: usize = 10_000;
 
 /// Error codes that mean the sender or its data is wrong: they put the connector in
 /// Error until the next success. Other refusals (paused, rate limited) are warnings.
-const FAILURES: [&str; 5] = [
+const FAILURES: [&str; 6] = [
+    "UNAUTHORIZED",
     "INVALID_SIGNATURE",
     "INVALID_PAYLOAD",
     "PAYLOAD_TOO_LARGE",
@@ -45,8 +46,36 @@ struct Tracked {
     last_accepted: Option<Timestamp>,
     /// Refusals by code: how many, the last message, and when the last happened.
     refused: BTreeMap<&'static str, (u64, String, Timestamp)>,
+    /// Successful polls since the last flush.
+    polls: u64,
+    /// Items the last of `polls` returned.
+    poll_items: u64,
+    /// Time the `polls` took together.
+    polling: Duration,
+    /// When the last of `polls` finished.
+    last_polled: Option<Timestamp>,
     /// Entries written as they happen (recoveries, configuration, warnings).
     notes: Vec<LogEntry>,
+}
+
+impl Tracked {
+    /// Marks a success at `now`; after failures, logs the recovery as `message`.
+    fn succeeded(&mut self, now: Timestamp, message: &str) {
+        if self.summary.failing_since.take().is_some() {
+            self.notes
+                .push(entry(now, LogLevel::Info, "recovered", message.to_owned()));
+        }
+        self.summary.last_success_at = Some(now);
+        self.summary_changed = true;
+    }
+
+    /// Marks a failure at `now`, unless one is already marked.
+    fn failed(&mut self, now: Timestamp) {
+        if self.summary.failing_since.is_none() {
+            self.summary.failing_since = Some(now);
+            self.summary_changed = true;
+        }
+    }
 }
 
 /// The activity of every connector; shared by handlers and the flusher.
@@ -81,16 +110,7 @@ impl Activity {
     pub fn accepted(&self, connector_id: &str, items: usize, handling: Duration) {
         let now = Timestamp::now();
         self.record(connector_id, |t| {
-            if t.summary.failing_since.take().is_some() {
-                t.notes.push(entry(
-                    now,
-                    LogLevel::Info,
-                    "recovered",
-                    "data is accepted again".into(),
-                ));
-            }
-            t.summary.last_success_at = Some(now);
-            t.summary_changed = true;
+            t.succeeded(now, "data is accepted again");
             t.requests += 1;
             t.items += items as u64;
             t.handling += handling;
@@ -103,9 +123,8 @@ impl Activity {
         let failure = error.status().is_server_error() || FAILURES.contains(&error.code());
         let now = Timestamp::now();
         self.record(connector_id, |t| {
-            if failure && t.summary.failing_since.is_none() {
-                t.summary.failing_since = Some(now);
-                t.summary_changed = true;
+            if failure {
+                t.failed(now);
             }
             let slot = t
                 .refused
@@ -118,6 +137,29 @@ impl Activity {
         if self.allow_process_log(connector_id) {
             tracing::warn!(%connector_id, code = error.code(), "refusing pushes to this connector (at most one line a minute)");
         }
+    }
+
+    /// Counts a successful poll of `items` items; the first after failures is logged as
+    /// a recovery.
+    pub fn polled(&self, connector_id: &str, items: usize, took: Duration) {
+        let now = Timestamp::now();
+        self.record(connector_id, |t| {
+            t.succeeded(now, "polling works again");
+            t.polls += 1;
+            t.poll_items = items as u64;
+            t.polling += took;
+            t.last_polled = Some(now);
+        });
+    }
+
+    /// Logs a failed poll (an `error` entry with the reason) and puts the connector in
+    /// Error until a poll succeeds.
+    pub fn poll_failed(&self, connector_id: &str, message: String) {
+        let now = Timestamp::now();
+        self.record(connector_id, |t| {
+            t.failed(now);
+            t.notes.push(entry(now, LogLevel::Error, "error", message));
+        });
     }
 
     /// Notes a refusal that no connector can be named for (an unknown or wrong key).
@@ -161,6 +203,10 @@ impl Activity {
                     push.duration_ms = Some(u64::try_from(average).unwrap_or(u64::MAX));
                     entries.push((id.clone(), push));
                     (t.requests, t.items, t.handling) = (0, 0, Duration::ZERO);
+                }
+                if let Some(at) = t.last_polled.take() {
+                    entries.push((id.clone(), poll_entry(t, at)));
+                    (t.polls, t.polling) = (0, Duration::ZERO);
                 }
                 for (code, (count, message, at)) in std::mem::take(&mut t.refused) {
                     let level = if FAILURES.contains(&code) {
@@ -238,6 +284,20 @@ fn requests(count: u64) -> String {
     } else {
         format!("{count} requests")
     }
+}
+
+/// The aggregated `poll` entry of the polls counted since the last flush.
+fn poll_entry(t: &Tracked, at: Timestamp) -> LogEntry {
+    let average = t.polling.as_millis() / u128::from(t.polls.max(1));
+    let message = match t.polls {
+        1 => format!("polled: {} items", t.poll_items),
+        n => format!("{n} polls; the last returned {} items", t.poll_items),
+    };
+    let mut poll = entry(at, LogLevel::Info, "poll", message);
+    poll.items = Some(t.poll_items);
+    poll.count = Some(t.polls);
+    poll.duration_ms = Some(u64::try_from(average).unwrap_or(u64::MAX));
+    poll
 }
 
 fn entry(at: Timestamp, level: LogLevel, event: &str, message: String) -> LogEntry {

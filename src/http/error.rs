@@ -5,6 +5,7 @@
 //! stamps the id and also turns errors from outside the handlers (unknown routes,
 //! rejected bodies, panics) into that same shape.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use axum::body::Body;
@@ -15,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::auth::Credential;
 use crate::ids;
 use crate::ingest::IngestError;
 use crate::model::ValidationError;
@@ -119,6 +121,12 @@ impl ApiError {
         error
     }
 
+    /// 502 `SOURCE_ERROR`: a connector's source (a database) failed; the message is
+    /// the classified reason with the source's own words.
+    pub fn source_error(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "SOURCE_ERROR", message)
+    }
+
     /// 503 `UNAVAILABLE`: overloaded or shutting down.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
@@ -199,7 +207,7 @@ impl IntoResponse for ApiError {
 pub async fn request_context(mut request: Request, next: Next) -> Response {
     let id = RequestId::generate();
     request.extensions_mut().insert(id.clone());
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %logged_path(request.uri().path()));
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         response = with_body(response, &error, &id);
@@ -212,6 +220,24 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     }
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "request done"));
     response
+}
+
+/// The path as logged: an ingest key in a `…/k/{ingestKey}` URL (SPEC §3.4) shows only
+/// its public key id, never its secret.
+fn logged_path(path: &str) -> Cow<'_, str> {
+    let Some(start) = path
+        .strip_prefix("/api/webhook/")
+        .and_then(|rest| rest.find("/k/"))
+        .map(|at| "/api/webhook/".len() + at + "/k/".len())
+    else {
+        return Cow::Borrowed(path);
+    };
+    let end = path[start..].find('/').map_or(path.len(), |at| start + at);
+    let shown = match Credential::parse(&path[start..end]) {
+        Ok(key) => format!("ik_{}_…", key.key_id()),
+        Err(_) => "…".to_owned(),
+    };
+    Cow::Owned(format!("{}{shown}{}", &path[..start], &path[end..]))
 }
 
 fn with_body(response: Response, error: &ApiError, id: &RequestId) -> Response {

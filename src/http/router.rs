@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connectors/{id}/disable", post(connectors::disable))
         .route("/connectors/{id}/rotate-key", post(connectors::rotate_key))
         .route("/connectors/{id}/logs", get(connectors::logs))
+        .route("/connectors/{id}/test", post(connectors::test))
         .route("/monitoring", get(admin::monitoring::monitoring))
         .route(
             "/read-keys",
@@ -43,6 +44,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/api/webhook/{stream}", post(ingest::webhook))
+        .route("/api/webhook/{stream}/batch", post(ingest::webhook))
+        .route("/api/webhook/{stream}/bulk", post(ingest::bulk))
+        .route("/api/webhook/{stream}/k/{key}", post(ingest::webhook))
+        .route("/api/webhook/{stream}/k/{key}/batch", post(ingest::webhook))
+        .route("/api/webhook/{stream}/k/{key}/bulk", post(ingest::bulk))
+        .route("/api/ingest", post(ingest::ingest_api))
         .route("/api/streams", get(read::streams))
         .route("/api/streams/{stream}/items", get(read::items))
         .route(

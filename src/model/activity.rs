@@ -68,7 +68,7 @@ impl ActivitySummary {
         let idle = connector
             .spec
             .idle_after_seconds
-            .unwrap_or(DEFAULT_PUSH_IDLE_SECONDS);
+            .unwrap_or_else(|| connector.spec.default_idle_seconds());
         let window = SignedDuration::from_secs(i64::try_from(idle).unwrap_or(i64::MAX));
         match self.last_success_at {
             Some(at) if now.duration_since(at) <= window => ConnectorState::Active,

@@ -56,6 +56,11 @@ pub struct Write {
     pub upserts: Vec<Upsert>,
     /// Item ids to delete.
     pub deletes: Vec<String>,
+    /// Delete only those of `deletes` that this connector wrote last: a poll mirrors
+    /// its own items, and another connector may have taken one over since the poll
+    /// read the pool (SPEC §4.1: other connectors' items are never touched).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deletes_own_only: bool,
     /// When the write was accepted.
     pub accepted_at: Timestamp,
 }

@@ -3,6 +3,7 @@
 //! the whole §1.1 document), and JSON Merge Patch.
 
 mod activity;
+pub mod bulk;
 mod connector;
 mod item;
 mod merge_patch;

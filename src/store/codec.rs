@@ -24,6 +24,39 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
+/// Serializes `values` into groups of whole values, each group at most `max_bytes` long
+/// unless a single value is larger, and each readable by [`decode`] as a `Vec` of them.
+/// Returns every group with the index of its first value.
+pub(super) fn encode_groups<T: Serialize>(
+    values: &[T],
+    max_bytes: usize,
+) -> Result<Vec<(usize, Vec<u8>)>, StoreError> {
+    let mut groups = Vec::new();
+    let mut group = Vec::new();
+    let mut first = 0;
+    let mut one = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        one.clear();
+        serde_json::to_writer(&mut one, value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if !group.is_empty() && group.len() + one.len() + 2 > max_bytes {
+            group.push(b']');
+            groups.push((first, std::mem::take(&mut group)));
+        }
+        if group.is_empty() {
+            first = index;
+            group.extend_from_slice(&[JSON_V1, b'[']);
+        } else {
+            group.push(b',');
+        }
+        group.extend_from_slice(&one);
+    }
+    if !group.is_empty() {
+        group.push(b']');
+        groups.push((first, group));
+    }
+    Ok(groups)
+}
+
 /// Reads a value written by [`encode`].
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
@@ -119,6 +152,28 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_hold_whole_values_in_order_and_stay_under_the_limit_but_for_big_values() {
+        let values: Vec<String> = ["a", "bb", "ccc", &"x".repeat(40), "d", "e"]
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        let groups = encode_groups(&values, 16).expect("encode");
+        let firsts: Vec<usize> = groups.iter().map(|(first, _)| *first).collect();
+        assert_eq!(firsts, [0, 2, 3, 4]);
+        let mut read = Vec::new();
+        for (_, bytes) in &groups {
+            assert!(
+                bytes.len() <= 16 || bytes.len() > 40,
+                "{} bytes",
+                bytes.len()
+            );
+            read.extend(decode::<Vec<String>>(bytes).expect("decode"));
+        }
+        assert_eq!(read, values);
+        assert!(encode_groups::<String>(&[], 16).expect("empty").is_empty());
+    }
 
     #[test]
     fn sealed_values_open_only_for_their_record_and_hide_their_content() {

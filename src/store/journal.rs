@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::wal::Wal;
-use super::{decode, Store, StoreError};
+use super::{decode, io_at, Store, StoreError};
 use crate::model::Write;
 
 /// `meta` key of the last journal sequence applied to the pool.
@@ -105,25 +105,23 @@ impl Store {
 
 /// `fdatasync`s sled's data file and any blob files, then their directories.
 fn sync_files(dir: &Path) -> Result<(), StoreError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| StoreError::Io { path, source }
-    };
     let data = dir.join("db");
     File::open(&data)
         .and_then(|f| f.sync_data())
-        .map_err(io(&data))?;
+        .map_err(io_at(&data))?;
     let blobs = dir.join("blobs");
     if let Ok(entries) = std::fs::read_dir(&blobs) {
         for entry in entries.map_while(Result::ok) {
             let path = entry.path();
             File::open(&path)
                 .and_then(|f| f.sync_data())
-                .map_err(io(&path))?;
+                .map_err(io_at(&path))?;
         }
         File::open(&blobs)
             .and_then(|f| f.sync_all())
-            .map_err(io(&blobs))?;
+            .map_err(io_at(&blobs))?;
     }
-    File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_at(dir))
 }

@@ -22,6 +22,7 @@ mod codec;
 mod journal;
 mod pool;
 mod read_keys;
+mod spool;
 mod wal;
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
@@ -37,18 +38,23 @@ use codec::{decode, encode, Sealer};
 
 pub use journal::{Accepted, IdempotencyRecord};
 pub use pool::StreamStats;
+pub use spool::Spool;
 pub use wal::Wal;
 
 /// The layout this binary writes. A data dir with a newer one is refused: it was
 /// written by a newer datapool, and guessing at it could lose data.
 pub const SCHEMA_VERSION: u32 = 1;
-/// Memory sled may use for its page cache. Connectors and keys are small; the
-/// DataPool's items will share this.
-const CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
-/// sled's log segment size. sled writes any page over a quarter of a segment as a
-/// separate blob file; 8 MiB segments keep pages holding large items in the log
-/// (blobs are synced by the checkpoint too, should a page still exceed it).
-const SEGMENT_SIZE_BYTES: usize = 8 * 1024 * 1024;
+/// Memory sled may use for its page cache, by its own estimate: it holds several times
+/// this in practice, so the budget is small. Recent items are also in the OS page
+/// cache, so reads lose little; a 64 MiB bulk import into a fresh store peaked at
+/// 95 MiB RSS with 8 MiB, 120 MiB with 32 MiB (`bench/bulk-import`).
+const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
+/// sled's log segment size for a new data dir. sled writes its write buffers a segment
+/// at a time and holds several at once, so this is memory; it writes any page over a
+/// quarter of a segment as a separate blob file (synced by the checkpoint too), so 2 MiB
+/// keeps pages of items up to tens of KiB in the log. sled refuses to open a data dir
+/// with another size than it was created with: an existing one keeps its own.
+const SEGMENT_SIZE_BYTES: usize = 2 * 1024 * 1024;
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 const ADMIN_KEY_ID_KEY: &[u8] = b"admin_key_id";
 
@@ -94,6 +100,12 @@ pub enum StoreError {
     Db(#[from] sled::Error),
 }
 
+/// Turns an I/O error on `path` into a [`StoreError`] naming it.
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io { path, source }
+}
+
 /// The typed store; cheap to clone, shared by every task.
 #[derive(Clone)]
 pub struct Store {
@@ -124,22 +136,18 @@ struct Inner {
 impl Store {
     /// Opens (or creates) the store in `data_dir`. Blocking: call it off the async runtime.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| StoreError::Io { path, source }
-        };
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(data_dir)
-            .map_err(io(data_dir))?;
+            .map_err(io_at(data_dir))?;
         let lock_path = data_dir.join("lock");
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(io(&lock_path))?;
+            .map_err(io_at(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -147,19 +155,21 @@ impl Store {
                     dir: data_dir.to_owned(),
                 })
             }
-            Err(TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+            Err(TryLockError::Error(e)) => return Err(io_at(&lock_path)(e)),
         }
         let sealer = Sealer::load_or_create(&data_dir.join("secret.key"))?;
+        let db_dir = data_dir.join("db");
         let db = sled::Config::new()
-            .path(data_dir.join("db"))
             .cache_capacity(CACHE_CAPACITY_BYTES)
-            .segment_size(SEGMENT_SIZE_BYTES)
+            .segment_size(segment_size(&db_dir)?)
+            .path(db_dir)
             // Durability comes from the journal; sled is flushed by the checkpoint, not
             // by a timer of its own as well.
             .flush_every_ms(None)
             .open()?;
         let meta = db.open_tree("meta")?;
         check_schema(&meta)?;
+        spool::clear(data_dir)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 connectors: db.open_tree("connectors")?,
@@ -356,6 +366,21 @@ fn check_schema(meta: &sled::Tree) -> Result<(), StoreError> {
             Ok(())
         }
     }
+}
+
+/// The segment size of the sled database in `db_dir`, as sled recorded it in its `conf`
+/// file (text lines, then a checksum); [`SEGMENT_SIZE_BYTES`] for a new one.
+fn segment_size(db_dir: &Path) -> Result<usize, StoreError> {
+    let path = db_dir.join("conf");
+    let conf = match std::fs::read(&path) {
+        Ok(conf) => conf,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SEGMENT_SIZE_BYTES),
+        Err(e) => return Err(io_at(&path)(e)),
+    };
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|line| line.strip_prefix("segment_size: ")?.trim().parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("{} names no segment size", path.display())))
 }
 
 /// Connector names are unique without regard to case.

@@ -1,8 +1,13 @@
 //! The DataPool itself: items by stream, per-stream counts, and the change log.
 //!
-//! [`Store::apply`] moves one journal record into the pool in a single transaction
-//! (items, stream counts, change records, its idempotency key, the applied mark), so
+//! [`Store::apply`] moves journal records into the pool in a single transaction
+//! (items, stream counts, change records, idempotency keys, the applied mark), so
 //! replaying the journal after a crash applies each record exactly once.
+//!
+//! Every sled insert copies the leaf it lands in, so a pass writes per item only the
+//! item itself: per-connector counts and stream summaries are summed and written once,
+//! and the change log is written in groups of consecutive changes, each keyed by its
+//! first sequence.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -11,13 +16,37 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
 
+use super::codec::encode_groups;
 use super::journal::{seq_of, APPLIED_SEQ_KEY};
 use super::Accepted;
 use super::{decode, encode, transact, Store, StoreError};
-use crate::model::{Change, ChangeKind, Fields, Item, StreamName, Upsert, Write};
+use crate::model::{Change, ChangeKind, Fields, Item, StreamName, Upsert, UpsertMode, Write};
 
 /// `meta` key of the last change sequence handed out.
 const CHANGE_SEQ_KEY: &[u8] = b"change_seq";
+/// Most bytes of changes in one `changes` entry (a bigger change is an entry of its
+/// own). Small enough that a leaf of such entries stays far below the size at which
+/// sled writes a page as a separate file, large enough that a pass of a bulk chunk
+/// writes a few dozen entries instead of a thousand.
+const CHANGE_GROUP_BYTES: usize = 16 * 1024;
+
+/// A `changes` entry: consecutive changes, keyed by the first one's sequence. Data
+/// dirs written before changes were grouped hold one change per entry.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ChangeEntry {
+    Group(Vec<Change>),
+    One(Box<Change>),
+}
+
+impl ChangeEntry {
+    fn read(bytes: &[u8]) -> Result<Vec<Change>, StoreError> {
+        Ok(match decode(bytes)? {
+            ChangeEntry::Group(changes) => changes,
+            ChangeEntry::One(change) => vec![*change],
+        })
+    }
+}
 
 /// A stream's summary, kept up to date by every write.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -55,14 +84,15 @@ fn tx_seq(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
     }
 }
 
-/// One transaction's worth of applying: the trees written per item, the change
-/// sequence, and the stream summaries touched (written once, at the end).
+/// One transaction's worth of applying: the items tree, the change sequence, and what
+/// is summed over the pass and written once at the end (stream summaries, how many
+/// items each connector gained or lost, the changes made).
 struct Pass<'t> {
     items: &'t TransactionalTree,
-    owners: &'t TransactionalTree,
     change_seq: u64,
     now: Timestamp,
     stats: HashMap<String, StreamStats>,
+    owned: HashMap<String, i64>,
     made: Vec<Change>,
 }
 
@@ -115,9 +145,9 @@ impl Pass<'_> {
         self.items.insert(key, tx_encode(&item)?)?;
         let previous_writer = current.as_ref().map(|c| c.connector_id.as_str());
         if previous_writer != Some(item.connector_id.as_str()) {
-            count_owner(self.owners, &item.connector_id, 1)?;
+            self.own(&item.connector_id, 1);
             if let Some(previous) = previous_writer {
-                count_owner(self.owners, previous, -1)?;
+                self.own(previous, -1);
             }
         }
         let kind = if current.is_some() {
@@ -130,12 +160,44 @@ impl Pass<'_> {
     }
 
     fn delete(&mut self, write: &Write, id: &str) -> TxResult<()> {
-        let Some(old) = self.items.remove(item_key(write.stream.as_str(), id))? else {
+        let key = item_key(write.stream.as_str(), id);
+        let Some(old) = self.items.get(&key)? else {
             return Ok(());
         };
         let old: Item = tx_decode(&old)?;
-        count_owner(self.owners, &old.connector_id, -1)?;
+        if write.deletes_own_only && old.connector_id != write.connector_id {
+            return Ok(());
+        }
+        self.items.remove(key)?;
+        self.own(&old.connector_id, -1);
         self.record(ChangeKind::Deleted, write, old.id, old.version, None);
+        Ok(())
+    }
+
+    fn own(&mut self, connector_id: &str, delta: i64) {
+        *self.owned.entry(connector_id.to_owned()).or_default() += delta;
+    }
+
+    /// Writes what the pass summed up: counts, summaries, the grouped changes.
+    fn finish(
+        &self,
+        streams: &TransactionalTree,
+        owners: &TransactionalTree,
+        changes: &TransactionalTree,
+    ) -> TxResult<()> {
+        for (connector_id, delta) in &self.owned {
+            if *delta != 0 {
+                count_owner(owners, connector_id, *delta)?;
+            }
+        }
+        for (stream, stats) in &self.stats {
+            streams.insert(stream.as_bytes(), tx_encode(stats)?)?;
+        }
+        let groups = encode_groups(&self.made, CHANGE_GROUP_BYTES)
+            .map_err(ConflictableTransactionError::Abort)?;
+        for (first, group) in groups {
+            changes.insert(&self.made[first].seq.to_be_bytes(), group)?;
+        }
         Ok(())
     }
 
@@ -189,10 +251,10 @@ impl Store {
             trees.transaction(|(keys, items, streams, changes, meta, owners)| {
                 let mut pass = Pass {
                     items,
-                    owners,
                     change_seq: tx_seq(meta, CHANGE_SEQ_KEY)?,
                     now: Timestamp::now(),
                     stats: HashMap::new(),
+                    owned: HashMap::new(),
                     made: Vec::new(),
                 };
                 for (_, Accepted { write, idempotency }) in records {
@@ -201,12 +263,7 @@ impl Store {
                         keys.insert(key.as_slice(), tx_encode(record)?)?;
                     }
                 }
-                for change in &pass.made {
-                    changes.insert(&change.seq.to_be_bytes(), tx_encode(change)?)?;
-                }
-                for (stream, stats) in &pass.stats {
-                    streams.insert(stream.as_bytes(), tx_encode(stats)?)?;
-                }
+                pass.finish(streams, owners, changes)?;
                 meta.insert(CHANGE_SEQ_KEY, &pass.change_seq.to_be_bytes())?;
                 meta.insert(APPLIED_SEQ_KEY, &last_seq.to_be_bytes())?;
                 Ok(pass.made)
@@ -244,6 +301,57 @@ impl Store {
             .collect()
     }
 
+    /// Ids of the items of `stream` that `connector_id` wrote last, in id order: what
+    /// a mirroring poll compares its result with. Reads the whole stream, decoding only
+    /// each item's id and writer. Blocking: call it off the async runtime.
+    pub fn connector_item_ids(
+        &self,
+        stream: &str,
+        connector_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        /// The two fields of a stored item this needs; serde skips the rest.
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Owner {
+            id: String,
+            connector_id: String,
+        }
+        let mut ids = Vec::new();
+        for entry in self.inner.items.scan_prefix(item_key(stream, "")) {
+            let owner: Owner = decode(&entry?.1)?;
+            if owner.connector_id == connector_id {
+                ids.push(owner.id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The `upserts` that would change their item if `connector_id` applied them in
+    /// `mode` now: a poll of mostly unchanged rows journals only what changed.
+    /// Blocking: call it off the async runtime.
+    pub fn changing(
+        &self,
+        stream: &str,
+        connector_id: &str,
+        mode: UpsertMode,
+        upserts: Vec<Upsert>,
+    ) -> Result<Vec<Upsert>, StoreError> {
+        let now = Timestamp::now();
+        let mut changing = Vec::new();
+        for upsert in upserts {
+            let current: Option<Item> = self
+                .inner
+                .items
+                .get(item_key(stream, &upsert.id))?
+                .map(|v| decode(&v))
+                .transpose()?;
+            if Item::upserted(current.as_ref(), &upsert, mode, connector_id, now).is_some() {
+                changing.push(upsert);
+            }
+        }
+        Ok(changing)
+    }
+
     /// Every stream that has had items, with its summary, in name order.
     pub fn streams(&self) -> Result<Vec<(StreamName, StreamStats)>, StoreError> {
         self.inner
@@ -271,13 +379,23 @@ impl Store {
 
     /// Up to `limit` changes after sequence `after`, oldest first.
     pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        let start = after.saturating_add(1).to_be_bytes();
-        self.inner
-            .changes
-            .range(start..)
-            .take(limit)
-            .map(|entry| decode(&entry?.1))
-            .collect()
+        let wanted = after.saturating_add(1).to_be_bytes();
+        // The entry holding `wanted` is the last one keyed at or before it.
+        let start = match self.inner.changes.range(..=wanted).next_back() {
+            Some(entry) => entry?.0.to_vec(),
+            None => wanted.to_vec(),
+        };
+        let mut found = Vec::new();
+        for entry in self.inner.changes.range(start..) {
+            let later = ChangeEntry::read(&entry?.1)?
+                .into_iter()
+                .filter(|change| change.seq > after);
+            found.extend(later.take(limit - found.len()));
+            if found.len() == limit {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// The oldest change still kept, if any.
@@ -299,17 +417,18 @@ impl Store {
             .map(|s| s.unwrap_or(0))
     }
 
-    /// Drops changes older than `cutoff`; returns how many.
+    /// Drops changes older than `cutoff`, a whole entry at a time (an entry with a
+    /// newer change stays); returns how many changes.
     pub fn sweep_changes(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
         let mut removed = 0;
         for entry in self.inner.changes.iter() {
             let (key, value) = entry?;
-            let change: Change = decode(&value)?;
-            if change.at >= cutoff {
+            let changes = ChangeEntry::read(&value)?;
+            if changes.last().is_some_and(|change| change.at >= cutoff) {
                 break;
             }
             self.inner.changes.remove(key)?;
-            removed += 1;
+            removed += changes.len();
         }
         Ok(removed)
     }

@@ -172,3 +172,146 @@ fn connector_logs_page_newest_first_and_old_entries_are_swept() {
     );
     assert!(store.logs("c_2", None, 10).expect("page").0.is_empty());
 }
+
+/// A journal record of `connector` upserting `ids` into `stream`, each with the fields
+/// `{"by": connector, "pad": <pad bytes>}`.
+fn upserting(stream: &str, connector: &str, ids: &[&str], pad: usize) -> Accepted {
+    use crate::model::{StreamName, Upsert, UpsertMode, Write};
+    Accepted {
+        write: Write {
+            stream: StreamName::try_from(stream.to_owned()).expect("stream name"),
+            connector_id: connector.into(),
+            mode: UpsertMode::Merge,
+            upserts: ids
+                .iter()
+                .map(|id| Upsert {
+                    id: (*id).into(),
+                    fields: json!({"by": connector, "pad": "p".repeat(pad)})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            deletes: Vec::new(),
+            deletes_own_only: false,
+            accepted_at: jiff::Timestamp::now(),
+        },
+        idempotency: None,
+    }
+}
+
+#[test]
+fn the_change_log_reads_back_from_any_point_whatever_its_grouping() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("open");
+    let ids: Vec<String> = (0..300).map(|n| format!("i{n}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // 300 changes of ~500 bytes: several entries of the change log, one of them a
+    // change far bigger than an entry.
+    store
+        .apply(&[(1, upserting("sales", "c_a", &ids[..299], 500))])
+        .expect("apply");
+    store
+        .apply(&[(2, upserting("sales", "c_b", &ids[299..], 64 * 1024))])
+        .expect("apply");
+    assert!(store.inner.changes.len() > 3, "the changes are grouped");
+    assert_eq!(store.last_change_seq().expect("seq"), 300);
+    assert_eq!(store.first_change_seq().expect("first"), Some(1));
+    for after in [0, 1, 31, 32, 33, 150, 298, 299, 300] {
+        let seqs: Vec<u64> = store
+            .changes_after(after, 1000)
+            .expect("read")
+            .iter()
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(seqs, (after + 1..=300).collect::<Vec<_>>(), "after {after}");
+        let page = store.changes_after(after, 7).expect("read");
+        assert_eq!(page.len(), 7.min(300 - after as usize), "after {after}");
+    }
+    assert_eq!(store.connector_item_count("c_a").expect("count"), 299);
+    assert_eq!(store.connector_item_count("c_b").expect("count"), 1);
+
+    // A data dir written before grouping holds one change per entry.
+    let mut single = store.changes_after(299, 1).expect("read").remove(0);
+    single.seq = 301;
+    store
+        .inner
+        .changes
+        .insert(301u64.to_be_bytes(), encode(&single).expect("encode"))
+        .expect("insert");
+    let tail = store.changes_after(299, 10).expect("read");
+    assert_eq!(tail.iter().map(|c| c.seq).collect::<Vec<_>>(), [300, 301]);
+
+    assert_eq!(store.sweep_changes(jiff::Timestamp::MIN).expect("sweep"), 0);
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+    assert_eq!(store.sweep_changes(later).expect("sweep"), 301);
+    assert!(store.changes_after(0, 10).expect("read").is_empty());
+}
+
+#[test]
+fn connector_item_ids_are_the_items_a_connector_wrote_last_and_mirror_deletes_only_those() {
+    use crate::model::UpsertMode;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("open");
+    let write = |stream: &str, connector: &str, ids: &[&str]| upserting(stream, connector, ids, 0);
+    let records = [
+        (1, write("sales", "c_a", &["n", "s", "e"])),
+        (2, write("sales", "c_b", &["w", "e"])),
+        (3, write("sales-eu", "c_a", &["x"])),
+    ];
+    store.apply(&records).expect("apply");
+    assert_eq!(
+        store.connector_item_ids("sales", "c_a").expect("ids"),
+        ["n", "s"]
+    );
+    assert_eq!(
+        store.connector_item_ids("sales", "c_b").expect("ids"),
+        ["e", "w"]
+    );
+    assert!(store
+        .connector_item_ids("sale", "c_a")
+        .expect("ids")
+        .is_empty());
+
+    // A mirroring delete skips an item another connector has taken over meanwhile.
+    let mut mirror = write("sales", "c_a", &[]);
+    mirror.write.deletes = vec!["n".into(), "e".into()];
+    mirror.write.deletes_own_only = true;
+    store.apply(&[(4, mirror)]).expect("apply");
+    assert!(store.item("sales", "n").expect("read").is_none());
+    let kept = store.item("sales", "e").expect("read").expect("e is kept");
+    assert_eq!(kept.connector_id, "c_b");
+
+    // Only upserts that would change their item are left for a poll to journal.
+    let again = write("sales", "c_a", &["s", "new"]).write.upserts;
+    let changing = store
+        .changing("sales", "c_a", UpsertMode::Merge, again)
+        .expect("read");
+    let ids: Vec<&str> = changing.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(ids, ["new"]);
+}
+
+#[test]
+fn a_data_dir_keeps_the_segment_size_it_was_created_with() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let older = 8 * 1024 * 1024;
+    drop(
+        sled::Config::new()
+            .path(dir.path().join("db"))
+            .segment_size(older)
+            .open()
+            .expect("a data dir written with another segment size"),
+    );
+    let store = Store::open(dir.path()).expect("it opens");
+    let key = Credential::generate(KeyKind::Admin).record("admin", jiff::Timestamp::now());
+    store.set_admin_key(&key).expect("and takes writes");
+    drop(store);
+    assert_eq!(segment_size(&dir.path().join("db")).expect("conf"), older);
+
+    let fresh = tempfile::tempdir().expect("temp dir");
+    drop(Store::open(fresh.path()).expect("open"));
+    assert_eq!(
+        segment_size(&fresh.path().join("db")).expect("conf"),
+        SEGMENT_SIZE_BYTES
+    );
+}

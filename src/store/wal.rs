@@ -248,6 +248,7 @@ mod tests {
                 mode: UpsertMode::Merge,
                 upserts: Vec::new(),
                 deletes: vec![n.to_string()],
+                deletes_own_only: false,
                 accepted_at: jiff::Timestamp::now(),
             },
             idempotency: None,

@@ -192,6 +192,12 @@ impl TestServer {
         client_trusting(&self.cert_file())
     }
 
+    /// Like [`TestServer::client`], for requests that may take minutes (large imports
+    /// on a debug build).
+    pub fn patient_client(&self) -> reqwest::Client {
+        client_with_timeout(&self.cert_file(), Duration::from_secs(600))
+    }
+
     /// Calls the server with `token` as bearer (none when `None`).
     pub async fn call(
         &self,
@@ -223,6 +229,11 @@ impl TestServer {
             None,
         )
         .await
+    }
+
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
     }
 
     /// Everything the server printed so far.
@@ -302,12 +313,18 @@ impl Drop for TestServer {
 
 /// An HTTPS client that trusts exactly the certificate in `pem_file`.
 pub fn client_trusting(pem_file: &Path) -> reqwest::Client {
+    client_with_timeout(pem_file, Duration::from_secs(30))
+}
+
+/// An HTTPS client that trusts exactly the certificate in `pem_file` and gives up
+/// after `timeout`.
+pub fn client_with_timeout(pem_file: &Path, timeout: Duration) -> reqwest::Client {
     let pem = std::fs::read(pem_file).expect("certificate file");
     reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM certificate"))
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .build()
         .expect("client")
 }

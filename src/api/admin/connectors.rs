@@ -1,5 +1,5 @@
 //! `/api/admin/connectors`: create, list, read, patch, enable/disable, rotate the
-//! ingest key, delete (SPEC §1.2).
+//! ingest key, delete, test (SPEC §1.2, §4.3).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::api::{json_body, AppState};
 use crate::auth::{Credential, KeyKind, KeyRecord};
+use crate::connectors::probe::{self, ProbeError};
 use crate::http::ApiError;
 use crate::model::{Connector, ConnectorSpec, LogLevel};
 use crate::store::StoreError;
@@ -34,6 +35,7 @@ pub async fn create(
     let connector = Connector::new(spec, key.as_ref().map(|k| k.key_id().to_owned()), now);
     let record = key.as_ref().map(|k| k.record(&connector.id, now));
     state.store.create_connector(&connector, record.as_ref())?;
+    state.pollers.changed();
     state.activity.note(
         &connector.id,
         LogLevel::Info,
@@ -161,8 +163,28 @@ pub async fn delete(
         .store
         .delete_connector(&id)
         .map_err(|e| not_found_as(e, &id))?;
+    state.pollers.changed();
     tracing::info!(connector_id = %id, "connector deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/admin/connectors/{id}/test` → `{"test": {"ok", "rowCount", "truncated",
+/// "durationMs", "fields": [{"name", "type"}], "sample": [{"id", "fields"}]}}`: fetches
+/// once as a poll would (also for a disabled connector) and writes nothing. A failed
+/// fetch answers 502 `SOURCE_ERROR` with the classified reason.
+pub async fn test(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let connector = load(&state, &id)?;
+    match probe::test(&connector).await {
+        Ok(report) => Ok(Json(json!({ "test": report }))),
+        Err(error @ ProbeError::NotTestable { .. }) => Err(ApiError::conflict(error.to_string())),
+        Err(ProbeError::Sql(error)) => {
+            tracing::info!(connector_id = %id, kind = error.kind(), "connector test failed");
+            Err(ApiError::source_error(error.to_string()))
+        }
+    }
 }
 
 fn load(state: &AppState, id: &str) -> Result<Connector, ApiError> {
@@ -183,6 +205,7 @@ fn modify(
             Err(StoreError::Changed) if attempt < MODIFY_ATTEMPTS => attempt += 1,
             result => {
                 state.push.invalidate();
+                state.pollers.changed();
                 return result.map(|()| next).map_err(|e| not_found_as(e, id));
             }
         }

@@ -24,7 +24,7 @@ pub use push::{
     Signing, SigningScheme,
 };
 
-use super::{merge_patch, StreamName, ValidationError};
+use super::{merge_patch, StreamName, ValidationError, DEFAULT_PUSH_IDLE_SECONDS};
 use crate::ids;
 
 /// Longest connector name, in characters.
@@ -199,6 +199,15 @@ impl<'de> Deserialize<'de> for Settings {
 }
 
 impl ConnectorSpec {
+    /// Seconds without data after which Active turns Idle when `idleAfterSeconds` is
+    /// not set: three poll intervals for a SQL poller, else the push default (SPEC §1.1).
+    pub fn default_idle_seconds(&self) -> u64 {
+        match &self.settings {
+            Some(Settings::Sql(sql)) => sql.poll_interval().saturating_mul(3),
+            _ => DEFAULT_PUSH_IDLE_SECONDS,
+        }
+    }
+
     /// Parses and validates a connector document.
     pub fn from_json(document: Value) -> Result<Self, ValidationError> {
         if !document.is_object() {

@@ -16,6 +16,12 @@ const MAX_ROWS_CAP: u64 = 1_000_000;
 const MAX_SECONDS: u64 = 7 * 24 * 3600;
 /// What a masked password reads as.
 const MASK: &str = "***";
+/// Seconds between polls of a SQL connector unless set (SPEC §4.1).
+pub const DEFAULT_SQL_POLL_SECONDS: u64 = 60;
+/// Seconds a SQL query may run unless set (SPEC §4.1).
+pub const DEFAULT_SQL_TIMEOUT_SECONDS: u64 = 30;
+/// Rows a SQL poll reads unless set (SPEC §4.1).
+pub const DEFAULT_SQL_MAX_ROWS: u64 = 10_000;
 
 /// `settings` of a `sql` connector.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +252,27 @@ impl SqlSettings {
             "use a postgres://, mysql:// or sqlite:/// URL, or an ADO.NET string with server=…",
         )?;
         Ok(SqlDriver::SqlServer)
+    }
+
+    /// Seconds between polls, the default applied.
+    pub fn poll_interval(&self) -> u64 {
+        self.poll_interval_seconds
+            .unwrap_or(DEFAULT_SQL_POLL_SECONDS)
+    }
+
+    /// Seconds a connection attempt, and then the query, may take; the default applied.
+    pub fn timeout(&self) -> u64 {
+        self.timeout_seconds.unwrap_or(DEFAULT_SQL_TIMEOUT_SECONDS)
+    }
+
+    /// Most rows one poll reads, the default applied.
+    pub fn row_cap(&self) -> u64 {
+        self.max_rows.unwrap_or(DEFAULT_SQL_MAX_ROWS)
+    }
+
+    /// Whether a successful poll deletes this connector's items it no longer returns.
+    pub fn mirrors(&self) -> bool {
+        self.mirror.unwrap_or(true)
     }
 
     /// The connection string with its password replaced by `***`, as reads show it.

@@ -155,6 +155,19 @@ pub struct RateLimit {
 }
 
 impl Signing {
+    /// The HMAC key of a `standard-webhooks` secret: the base64 after `whsec_` decoded,
+    /// as the scheme's reference libraries do (the prefix is optional there too).
+    /// `None` when it is not base64 or decodes to nothing, so validation and the
+    /// verifier agree on which secrets are usable.
+    pub fn standard_webhooks_key(&self) -> Option<Vec<u8>> {
+        let key = self.secret.expose();
+        let key = key.strip_prefix("whsec_").unwrap_or(key);
+        base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .ok()
+            .filter(|k| !k.is_empty())
+    }
+
     pub(super) fn validate(&self) -> Result<(), ValidationError> {
         ensure(
             !self.secret.expose().is_empty(),
@@ -162,11 +175,8 @@ impl Signing {
             "must not be empty",
         )?;
         if self.scheme == SigningScheme::StandardWebhooks {
-            let key = self.secret.expose();
-            let key = key.strip_prefix("whsec_").unwrap_or(key);
-            let decoded = base64::engine::general_purpose::STANDARD.decode(key);
             ensure(
-                decoded.is_ok_and(|k| !k.is_empty()),
+                self.standard_webhooks_key().is_some(),
                 "signing.secret",
                 "a standard-webhooks secret is whsec_ followed by base64",
             )?;

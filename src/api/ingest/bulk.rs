@@ -1,0 +1,334 @@
+//! `POST /api/webhook/{stream}/bulk` (SPEC §3.3): an import of up to 64 MiB, split into
+//! items as it arrives and journaled in chunks, each durable before the 202. A chunk
+//! is submitted only once the one before the last has been applied, so memory holds a
+//! couple of chunks whatever the body's size.
+//!
+//! Valid items are stored even when others are not; the answer counts both and lists
+//! the first errors by item index. A body that breaks off or whose framing is broken
+//! gets no 202 and keeps the chunks already made durable: the sender resends, and
+//! upserts make that safe.
+
+use axum::body::Body;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use http_body_util::BodyExt;
+use jiff::Timestamp;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use super::items::{value_item, ItemRules};
+use super::{
+    accepted_body, declared_length, idempotency, invalid_signature, success, unreadable, write_for,
+    PushRequest,
+};
+use crate::api::{check_json_content_type, content_type_essence, AppState};
+use crate::auth::Verifier;
+use crate::http::{ApiError, RequestId};
+use crate::model::bulk::{BulkFormat, Piece, SplitError, Splitter, MAX_ITEM_BYTES};
+use crate::model::{Connector, Signing, Upsert};
+use crate::store::{Accepted, IdempotencyRecord, Spool};
+
+/// Largest bulk body (SPEC §3.3).
+pub const MAX_BULK_BYTES: usize = 64 * 1024 * 1024;
+/// Items per journal chunk: big enough that a chunk's commit is cheap per item.
+const CHUNK_ITEMS: usize = 1000;
+/// Raw bytes per journal chunk, so large items make smaller chunks.
+const CHUNK_BYTES: usize = 1024 * 1024;
+/// Item errors listed in the answer; the rest are only counted.
+const MAX_REPORTED_ERRORS: usize = 100;
+/// Bytes read from a spool file at a time.
+const FEED_BYTES: usize = 64 * 1024;
+
+/// Content types of NDJSON bodies.
+const NDJSON_TYPES: [&str; 5] = [
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/jsonlines",
+];
+
+/// Imports the request's body; the answer and the number of items stored.
+pub(super) async fn accept(
+    state: &AppState,
+    connector: &Connector,
+    request: PushRequest,
+) -> Result<(Response, usize), ApiError> {
+    let PushRequest {
+        request_id,
+        headers,
+        body,
+        ..
+    } = request;
+    let headers = &headers;
+    let format = format(headers)?;
+    if declared_length(headers).is_some_and(|n| n > MAX_BULK_BYTES as u64) {
+        return Err(too_large(0));
+    }
+    let source = match &connector.spec.signing {
+        Some(signing) => spool_verified(state, signing, headers, body).await?,
+        None => Source::Streamed(body),
+    };
+    let key = idempotency::key(headers, connector, None)?;
+    let claim = match idempotency::claim(state, connector, key.as_deref(), None)? {
+        idempotency::Claim::Proceed(guard) => guard,
+        idempotency::Claim::Replay(response) => return Ok((response, 0)),
+    };
+    let mut import = Import::new(
+        state,
+        connector,
+        ItemRules::new(connector, headers)?,
+        format,
+        key,
+    );
+    match source {
+        Source::Streamed(body) => import.stream(body).await?,
+        Source::Spooled(spool, file) => {
+            import.read(file).await?;
+            drop(spool);
+        }
+    }
+    let body = import.finish(&request_id).await?;
+    drop(claim);
+    Ok((success(connector, body), import.stored))
+}
+
+/// Where the import's bytes come from.
+enum Source {
+    /// An unsigned body, read as it arrives.
+    Streamed(Body),
+    /// A signed body, verified while it was written to a spool file, read back from it.
+    Spooled(Spool, tokio::fs::File),
+}
+
+/// Writes a signed body to a spool file while verifying it, so nothing of it is stored
+/// unless the whole body is signed right, and memory does not hold it.
+async fn spool_verified(
+    state: &AppState,
+    signing: &Signing,
+    headers: &HeaderMap,
+    mut body: Body,
+) -> Result<Source, ApiError> {
+    let mut verifier = Verifier::start(signing, headers, Timestamp::now().as_second())
+        .map_err(invalid_signature)?;
+    let (spool, file) = state.store.spool()?;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut read = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(unreadable)?;
+        if let Some(data) = frame.data_ref() {
+            read += data.len();
+            if read > MAX_BULK_BYTES {
+                return Err(too_large(0));
+            }
+            verifier.update(data);
+            file.write_all(data).await.map_err(ApiError::internal)?;
+        }
+    }
+    verifier.finish().map_err(invalid_signature)?;
+    file.rewind().await.map_err(ApiError::internal)?;
+    Ok(Source::Spooled(spool, file))
+}
+
+/// NDJSON by its content type; JSON for a JSON type or none; anything else is 415.
+fn format(headers: &HeaderMap) -> Result<BulkFormat, ApiError> {
+    match content_type_essence(headers) {
+        Some(essence) if NDJSON_TYPES.contains(&essence.as_str()) => Ok(BulkFormat::Ndjson),
+        _ => check_json_content_type(headers).map(|()| BulkFormat::Json),
+    }
+}
+
+fn too_large(stored: usize) -> ApiError {
+    ApiError::payload_too_large(format!(
+        "the body exceeds {MAX_BULK_BYTES} bytes{}",
+        stored_note(stored)
+    ))
+}
+
+/// What a failed import already stored, for its error message.
+fn stored_note(stored: usize) -> String {
+    if stored == 0 {
+        String::new()
+    } else {
+        format!("; {stored} items of earlier chunks were stored (resending is safe)")
+    }
+}
+
+/// One import in progress.
+struct Import<'a> {
+    state: &'a AppState,
+    connector: &'a Connector,
+    rules: ItemRules<'a>,
+    splitter: Splitter,
+    pieces: Vec<Piece>,
+    /// Items of the chunk being filled.
+    chunk: Vec<Upsert>,
+    chunk_bytes: usize,
+    /// Items in chunks already durable.
+    stored: usize,
+    rejected: usize,
+    errors: Vec<Value>,
+    /// The journal sequence of the last chunk submitted.
+    previous: Option<u64>,
+    read: usize,
+    /// The request's idempotency key and the digest of the body under it, computed
+    /// only when there is a key to remember it with.
+    key: Option<(Vec<u8>, Sha256)>,
+}
+
+impl<'a> Import<'a> {
+    fn new(
+        state: &'a AppState,
+        connector: &'a Connector,
+        rules: ItemRules<'a>,
+        format: BulkFormat,
+        key: Option<Vec<u8>>,
+    ) -> Self {
+        Import {
+            state,
+            connector,
+            rules,
+            splitter: Splitter::new(format),
+            pieces: Vec::new(),
+            chunk: Vec::new(),
+            chunk_bytes: 0,
+            stored: 0,
+            rejected: 0,
+            errors: Vec::new(),
+            previous: None,
+            read: 0,
+            key: key.map(|key| (key, Sha256::new())),
+        }
+    }
+
+    /// Reads the body frame by frame.
+    async fn stream(&mut self, mut body: Body) -> Result<(), ApiError> {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                let error = unreadable(e);
+                ApiError::invalid_payload(format!(
+                    "{}{}",
+                    error.message(),
+                    stored_note(self.stored)
+                ))
+            })?;
+            if let Some(data) = frame.data_ref() {
+                self.feed(data).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a spooled body back.
+    async fn read(&mut self, mut file: tokio::fs::File) -> Result<(), ApiError> {
+        let mut buffer = vec![0; FEED_BYTES];
+        loop {
+            let read = file.read(&mut buffer).await.map_err(ApiError::internal)?;
+            if read == 0 {
+                return Ok(());
+            }
+            self.feed(&buffer[..read]).await?;
+        }
+    }
+
+    /// Takes the next bytes of the body, committing each chunk as it fills.
+    async fn feed(&mut self, data: &[u8]) -> Result<(), ApiError> {
+        self.read += data.len();
+        if self.read > MAX_BULK_BYTES {
+            return Err(too_large(self.stored));
+        }
+        if let Some((_, digest)) = &mut self.key {
+            digest.update(data);
+        }
+        let split = self.splitter.push(data, &mut self.pieces);
+        self.take_pieces();
+        split.map_err(|e| self.broken(e))?;
+        if self.chunk.len() >= CHUNK_ITEMS || self.chunk_bytes >= CHUNK_BYTES {
+            self.commit(None).await?;
+        }
+        Ok(())
+    }
+
+    fn broken(&self, error: SplitError) -> ApiError {
+        ApiError::invalid_payload(format!("{error}{}", stored_note(self.stored)))
+    }
+
+    fn take_pieces(&mut self) {
+        let pieces = std::mem::take(&mut self.pieces);
+        for piece in pieces {
+            self.add(piece);
+        }
+    }
+
+    fn add(&mut self, piece: Piece) {
+        let (index, bytes) = match piece {
+            Piece::Item { index, bytes } => (index, bytes),
+            Piece::TooLarge { index } => {
+                let message = format!("the item exceeds {MAX_ITEM_BYTES} bytes");
+                return self.reject(index, "PAYLOAD_TOO_LARGE", message);
+            }
+        };
+        let item = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("invalid JSON: {e}"))
+            .and_then(|value| value_item(&self.rules, index, value));
+        match item {
+            Ok(upsert) => {
+                self.chunk_bytes += bytes.len();
+                self.chunk.push(upsert);
+            }
+            Err(message) => self.reject(index, "INVALID_PAYLOAD", message),
+        }
+    }
+
+    fn reject(&mut self, index: usize, code: &str, message: String) {
+        self.rejected += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors
+                .push(json!({"index": index, "code": code, "message": message}));
+        }
+    }
+
+    /// Makes the chunk durable (with the idempotency record, for the last), then waits
+    /// until the chunk before it is applied, so at most two are ever held.
+    async fn commit(
+        &mut self,
+        idempotency: Option<(Vec<u8>, IdempotencyRecord)>,
+    ) -> Result<(), ApiError> {
+        if self.chunk.is_empty() && idempotency.is_none() {
+            return Ok(());
+        }
+        let upserts = std::mem::take(&mut self.chunk);
+        let items = upserts.len();
+        self.chunk_bytes = 0;
+        let seq = self
+            .state
+            .ingest
+            .submit(Accepted {
+                write: write_for(self.connector, upserts, Vec::new()),
+                idempotency,
+            })
+            .await?;
+        self.stored += items;
+        if let Some(previous) = self.previous.replace(seq) {
+            self.state.ingest.applied(previous).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the body and commits the last chunk; the 202 body.
+    async fn finish(&mut self, request_id: &RequestId) -> Result<Value, ApiError> {
+        let split = self.splitter.finish(&mut self.pieces);
+        self.take_pieces();
+        split.map_err(|e| self.broken(e))?;
+        let mut body = accepted_body(request_id, self.connector, self.stored + self.chunk.len());
+        body["itemsRejected"] = json!(self.rejected);
+        body["errors"] = Value::Array(std::mem::take(&mut self.errors));
+        let idempotency = self.key.take().map(|(key, digest)| {
+            let digest = hex::encode(digest.finalize());
+            (key, idempotency::remembered(self.connector, digest, &body))
+        });
+        self.commit(idempotency).await?;
+        Ok(body)
+    }
+}

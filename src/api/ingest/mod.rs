@@ -1,0 +1,309 @@
+//! The push routes (SPEC §3): `POST /api/webhook/{stream}`, its `/batch` and `/bulk`
+//! forms and their key-in-URL twins (`…/k/{ingestKey}…`), and `POST /api/ingest`. They
+//! share one path: authenticate, check the sender's options, verify, deduplicate,
+//! parse, make durable, answer.
+//!
+//! Checks run in the contract's order — credential, signature, idempotency, body — and
+//! a refused request stores nothing and is never remembered as an idempotency key.
+
+mod bulk;
+mod credentials;
+mod idempotency;
+mod items;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use jiff::Timestamp;
+use serde_json::{json, Value};
+
+pub use idempotency::KeysInFlight;
+
+use super::{check_json_content_type, parse_json, AppState};
+use crate::auth::{verify_signature, SignatureError, DEFAULT_RATE_LIMIT};
+use crate::http::{ApiError, ClientAddr, RequestId};
+use crate::model::{Connector, Dedup, StreamName, Upsert, Write};
+use crate::store::Accepted;
+
+/// Largest webhook and ingest API body (SPEC §3.1), enforced while reading.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Which push route a request came in on, which says what its body holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// `/api/webhook/{stream}` and `…/batch`: an object or an array of objects.
+    Webhook,
+    /// `/api/webhook/{stream}/bulk`: a streamed import.
+    Bulk,
+    /// `/api/ingest`: explicit ids, fields and deletes.
+    Api,
+}
+
+/// What the push handlers take from a request: the path's stream and key, the
+/// request id, the client's address, the headers and the unread body.
+pub struct PushRequest {
+    stream: Option<String>,
+    url_key: Option<String>,
+    request_id: RequestId,
+    client: Option<IpAddr>,
+    headers: HeaderMap,
+    body: Body,
+}
+
+impl<S: Send + Sync> FromRequest<S> for PushRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let Path(mut params) =
+            Path::<HashMap<String, String>>::from_request_parts(&mut parts, state)
+                .await
+                .map_err(|e| ApiError::invalid_payload(format!("invalid path: {e}")))?;
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("the request has no id"))?;
+        Ok(PushRequest {
+            stream: params.remove("stream"),
+            url_key: params.remove("key"),
+            request_id,
+            client: parts.extensions.get::<ClientAddr>().map(|c| c.0.ip()),
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// `POST /api/webhook/{stream}` and `…/batch`, with the key in a header or the URL.
+pub async fn webhook(
+    State(state): State<AppState>,
+    request: PushRequest,
+) -> Result<Response, ApiError> {
+    serve(&state, Route::Webhook, request).await
+}
+
+/// `POST /api/webhook/{stream}/bulk`, with the key in a header or the URL.
+pub async fn bulk(
+    State(state): State<AppState>,
+    request: PushRequest,
+) -> Result<Response, ApiError> {
+    serve(&state, Route::Bulk, request).await
+}
+
+/// `POST /api/ingest`.
+pub async fn ingest_api(
+    State(state): State<AppState>,
+    request: PushRequest,
+) -> Result<Response, ApiError> {
+    serve(&state, Route::Api, request).await
+}
+
+/// Admits the request, authenticates it, hands it on, and records the outcome in the
+/// connector's activity.
+async fn serve(state: &AppState, route: Route, request: PushRequest) -> Result<Response, ApiError> {
+    let _permit = state
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::unavailable("too many requests in flight; retry shortly"))?;
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::unavailable("shutting down"));
+    }
+    let Some((target, presented)) = credentials::authenticate(state, &request)? else {
+        state.activity.refused_unknown(request.client);
+        return Err(ApiError::unauthorized(
+            "missing or invalid ingest key (Authorization: Bearer ik_…)",
+        ));
+    };
+    let started = Instant::now();
+    let connector = &target.connector;
+    let result = accept(state, connector, presented, route, request).await;
+    match &result {
+        Ok((_, items)) => state
+            .activity
+            .accepted(&connector.id, *items, started.elapsed()),
+        Err(error) => state.activity.refused(&connector.id, error),
+    }
+    result.map(|(response, _)| response)
+}
+
+/// Everything after the key is known; the answer and the number of items accepted.
+async fn accept(
+    state: &AppState,
+    connector: &Connector,
+    presented: credentials::Presented,
+    route: Route,
+    request: PushRequest,
+) -> Result<(Response, usize), ApiError> {
+    credentials::check_sender(connector, presented, &request.headers)?;
+    if let Some(stream) = &request.stream {
+        check_stream(connector, stream)?;
+    }
+    if !connector.spec.enabled {
+        return Err(ApiError::connector_disabled("the connector is disabled"));
+    }
+    let limit = connector
+        .spec
+        .rate_limit
+        .as_ref()
+        .unwrap_or(&DEFAULT_RATE_LIMIT);
+    if let Err(wait) = state.rates.take(&connector.id, limit) {
+        return Err(ApiError::rate_limited(
+            "the connector's rate limit is exceeded",
+            wait.as_secs() + 1,
+        ));
+    }
+    match route {
+        Route::Bulk => bulk::accept(state, connector, request).await,
+        Route::Webhook | Route::Api => whole(state, connector, route, request).await,
+    }
+}
+
+/// 404 unless `stream` is the connector's stream.
+fn check_stream(connector: &Connector, stream: &str) -> Result<(), ApiError> {
+    if connector.spec.stream.as_str() != stream || !connector.spec.kind.is_push() {
+        return Err(ApiError::stream_not_found(format!(
+            "this key does not write to stream {stream:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// A webhook, batch or ingest API request: its whole body is read (at most
+/// [`MAX_BODY_BYTES`]), verified and parsed before anything is stored.
+async fn whole(
+    state: &AppState,
+    connector: &Connector,
+    route: Route,
+    request: PushRequest,
+) -> Result<(Response, usize), ApiError> {
+    let headers = &request.headers;
+    check_json_content_type(headers)?;
+    let raw = read_limited(headers, request.body).await?;
+    verify(connector, headers, &raw)?;
+    let parsed = match connector.spec.dedup {
+        Some(Dedup::JsonPointer(_)) => Some(parse_json(&raw)?),
+        _ => None,
+    };
+    let key = idempotency::key(headers, connector, parsed.as_ref())?;
+    let digest = key.as_ref().map(|_| idempotency::digest(&raw));
+    let claim = match idempotency::claim(state, connector, key.as_deref(), digest.as_deref())? {
+        idempotency::Claim::Proceed(guard) => guard,
+        idempotency::Claim::Replay(response) => return Ok((response, 0)),
+    };
+    let value = match parsed {
+        Some(value) => value,
+        None => parse_json(&raw)?,
+    };
+    let rules = items::ItemRules::new(connector, headers)?;
+    let (upserts, deletes) = match route {
+        Route::Api => {
+            let document = items::ingest_document(value, &rules)?;
+            check_stream(connector, &document.stream)?;
+            (document.upserts, Some(document.deletes))
+        }
+        Route::Webhook | Route::Bulk => (items::webhook_items(value, &rules)?, None),
+    };
+    let items = upserts.len();
+    let mut body = accepted_body(&request.request_id, connector, items);
+    if let Some(deletes) = &deletes {
+        body["deletesReceived"] = json!(deletes.len());
+    }
+    let accepted = Accepted {
+        write: write_for(connector, upserts, deletes.unwrap_or_default()),
+        idempotency: key
+            .zip(digest)
+            .map(|(key, digest)| (key, idempotency::remembered(connector, digest, &body))),
+    };
+    state.ingest.submit(accepted).await?;
+    drop(claim);
+    Ok((success(connector, body), items))
+}
+
+/// Checks the request's signature when the connector has a signing key.
+fn verify(connector: &Connector, headers: &HeaderMap, raw: &[u8]) -> Result<(), ApiError> {
+    match &connector.spec.signing {
+        Some(signing) => verify_signature(signing, headers, raw, Timestamp::now().as_second())
+            .map_err(invalid_signature),
+        None => Ok(()),
+    }
+}
+
+/// 401 `INVALID_SIGNATURE`, saying what to fix.
+fn invalid_signature(error: SignatureError) -> ApiError {
+    ApiError::invalid_signature(error.to_string())
+}
+
+/// The declared `Content-Length`, if any and readable.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads the body, refusing with 413 as soon as it passes [`MAX_BODY_BYTES`] (at once
+/// when `Content-Length` already says so) without reading the rest.
+async fn read_limited(headers: &HeaderMap, mut body: Body) -> Result<Bytes, ApiError> {
+    let too_large =
+        || ApiError::payload_too_large(format!("the body exceeds {MAX_BODY_BYTES} bytes"));
+    let declared = declared_length(headers);
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut buffer = Vec::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(unreadable)?;
+        if let Some(data) = frame.data_ref() {
+            if buffer.len() + data.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            buffer.extend_from_slice(data);
+        }
+    }
+    Ok(Bytes::from(buffer))
+}
+
+/// A body that broke off or could not be read.
+fn unreadable(error: axum::Error) -> ApiError {
+    ApiError::invalid_payload(format!("the body could not be read: {error}"))
+}
+
+/// The success body every push route starts from (SPEC §3.1).
+fn accepted_body(request_id: &RequestId, connector: &Connector, items: usize) -> Value {
+    json!({
+        "status": "accepted",
+        "requestId": request_id.to_string(),
+        "stream": connector.spec.stream.as_str(),
+        "itemsReceived": items,
+    })
+}
+
+/// The connector's success status (202, or 200 for senders that insist) with `body`.
+fn success(connector: &Connector, body: Value) -> Response {
+    let status = match connector.spec.success_status {
+        Some(200) => StatusCode::OK,
+        _ => StatusCode::ACCEPTED,
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// A write of `upserts` and `deletes` by `connector` into its stream.
+fn write_for(connector: &Connector, upserts: Vec<Upsert>, deletes: Vec<String>) -> Write {
+    Write {
+        stream: StreamName::clone(&connector.spec.stream),
+        connector_id: connector.id.clone(),
+        mode: connector.spec.upsert_mode,
+        upserts,
+        deletes,
+        deletes_own_only: false,
+        accepted_at: Timestamp::now(),
+    }
+}
