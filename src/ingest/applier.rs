@@ -9,11 +9,15 @@ use tokio_util::sync::CancellationToken;
 use std::sync::Arc;
 
 use super::{Committed, IngestError, UnappliedKeys};
-use crate::store::Store;
+use crate::store::{Accepted, Store};
 
-/// Journal records applied in one transaction: amortizes the transaction's cost
-/// without making one transaction hold too much (a record may carry many items).
-const RECORDS_PER_TRANSACTION: usize = 32;
+/// Items (upserts and deletes) applied in one transaction, summed over its records (a
+/// record with more is a transaction of its own). Each sled transaction writes out
+/// sled's log buffer, so fewer, larger ones are cheaper; this bounds what one holds in
+/// memory.
+const ITEMS_PER_TRANSACTION: usize = 2_000;
+/// Most journal records taken into one pass when several committed groups are waiting.
+const RECORDS_PER_PASS: usize = 4_096;
 /// Pause before retrying after the store failed to apply a record.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
@@ -29,6 +33,12 @@ pub(super) async fn run(
     stop: CancellationToken,
 ) {
     while let Some(mut group) = committed.recv().await {
+        while group.len() < RECORDS_PER_PASS {
+            match committed.try_recv() {
+                Ok(more) => group.extend(more),
+                Err(_) => break,
+            }
+        }
         while !group.is_empty() {
             match apply(&store, group).await {
                 Ok((done, last_change, applied_group)) => {
@@ -53,7 +63,7 @@ pub(super) async fn run(
     tracing::debug!("applier stopped");
 }
 
-/// Applies a group in order, [`RECORDS_PER_TRANSACTION`] records per transaction;
+/// Applies a group in order, about [`ITEMS_PER_TRANSACTION`] items per transaction;
 /// the last sequence applied, the last change made and the group itself, or the error
 /// with the records not yet applied.
 async fn apply(
@@ -63,23 +73,88 @@ async fn apply(
     let store = store.clone();
     tokio::task::spawn_blocking(move || {
         let mut last = (0, None);
-        for (index, chunk) in group.chunks(RECORDS_PER_TRANSACTION).enumerate() {
+        let mut done = 0;
+        let mut failed = None;
+        for chunk in transactions(&group) {
             match store.apply(chunk) {
                 Ok(made) => {
                     let seq = chunk.last().map_or(last.0, |(seq, _)| *seq);
                     last = (seq, made.last().map(|c| c.seq).or(last.1));
+                    done += chunk.len();
                 }
                 Err(error) => {
-                    let rest = group
-                        .into_iter()
-                        .skip(index * RECORDS_PER_TRANSACTION)
-                        .collect();
-                    return Err((IngestError::from(error), rest));
+                    failed = Some(error);
+                    break;
                 }
             }
         }
-        Ok((last.0, last.1, group))
+        match failed {
+            Some(error) => Err((
+                IngestError::from(error),
+                group.into_iter().skip(done).collect(),
+            )),
+            None => Ok((last.0, last.1, group)),
+        }
     })
     .await
     .map_err(|_| (IngestError::Stopped, Vec::new()))?
+}
+
+/// `group` cut into consecutive runs of records holding at most
+/// [`ITEMS_PER_TRANSACTION`] items together, each run at least one record.
+fn transactions(group: &[(u64, Accepted)]) -> impl Iterator<Item = &[(u64, Accepted)]> {
+    let mut rest = group;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut items = 0;
+        let end = rest
+            .iter()
+            .position(|(_, accepted)| {
+                items += accepted.write.upserts.len() + accepted.write.deletes.len();
+                items > ITEMS_PER_TRANSACTION
+            })
+            .unwrap_or(rest.len())
+            .max(1);
+        let (run, after) = rest.split_at(end);
+        rest = after;
+        Some(run)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{StreamName, UpsertMode, Write};
+
+    fn deleting(items: usize) -> Accepted {
+        Accepted {
+            write: Write {
+                stream: StreamName::try_from("s".to_owned()).expect("stream name"),
+                connector_id: "c_1".into(),
+                mode: UpsertMode::Merge,
+                upserts: Vec::new(),
+                deletes: (0..items).map(|n| n.to_string()).collect(),
+                deletes_own_only: false,
+                accepted_at: jiff::Timestamp::now(),
+            },
+            idempotency: None,
+        }
+    }
+
+    #[test]
+    fn transactions_hold_whole_records_up_to_the_item_budget() {
+        let sizes = [1500, 600, 3000, 1, 1, 2000, 0];
+        let group: Vec<(u64, Accepted)> = sizes
+            .iter()
+            .enumerate()
+            .map(|(seq, items)| (seq as u64, deleting(*items)))
+            .collect();
+        let runs: Vec<Vec<u64>> = transactions(&group)
+            .map(|run| run.iter().map(|(seq, _)| *seq).collect())
+            .collect();
+        assert_eq!(runs, [vec![0], vec![1], vec![2], vec![3, 4], vec![5, 6]]);
+        assert_eq!(transactions(&[]).count(), 0);
+    }
 }
