@@ -331,3 +331,35 @@ pub async fn run_flusher(activity: Arc<Activity>, stop: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_connector_leaves_nothing_for_the_next_flush() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        let activity = Activity::new(store.clone());
+        for id in ["c_kept", "c_gone"] {
+            activity.accepted(id, 3, Duration::from_millis(2));
+            activity.note(id, LogLevel::Info, "config", "changed".into());
+        }
+        activity.flush().expect("flush");
+        activity.accepted("c_gone", 1, Duration::from_millis(1));
+        activity.forget("c_gone").expect("forget");
+        activity.flush().expect("flush");
+        assert!(store.logs("c_gone", None, 10).expect("log").0.is_empty());
+        assert_eq!(
+            store.activity("c_gone").expect("summary"),
+            ActivitySummary::default(),
+            "no summary is kept"
+        );
+        assert!(store
+            .activity("c_kept")
+            .expect("summary")
+            .last_success_at
+            .is_some());
+        assert_eq!(store.logs("c_kept", None, 10).expect("log").0.len(), 2);
+    }
+}

@@ -154,7 +154,8 @@ pub async fn rotate_key(
     Ok(Json(with_key(&state, &connector, issued.as_ref())?))
 }
 
-/// `DELETE /api/admin/connectors/{id}` → 204; its ingest key stops working.
+/// `DELETE /api/admin/connectors/{id}` → 204; its ingest key stops working, and its
+/// log and activity go with it.
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -163,6 +164,7 @@ pub async fn delete(
         .store
         .delete_connector(&id)
         .map_err(|e| not_found_as(e, &id))?;
+    state.activity.forget(&id)?;
     state.pollers.changed();
     tracing::info!(connector_id = %id, "connector deleted");
     Ok(StatusCode::NO_CONTENT)
