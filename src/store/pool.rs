@@ -238,6 +238,15 @@ impl Store {
         let Some((last_seq, _)) = records.last() else {
             return Ok(Vec::new());
         };
+        if self.changes_nothing(records)? {
+            // A sled transaction writes out sled's log buffer; a pass that changes
+            // nothing needs only the applied mark, and losing that in a crash just
+            // replays records that change nothing again.
+            self.inner
+                .meta
+                .insert(APPLIED_SEQ_KEY, &last_seq.to_be_bytes())?;
+            return Ok(Vec::new());
+        }
         let inner = &self.inner;
         let trees = (
             &inner.idempotency,
@@ -339,17 +348,43 @@ impl Store {
         let now = Timestamp::now();
         let mut changing = Vec::new();
         for upsert in upserts {
-            let current: Option<Item> = self
-                .inner
-                .items
-                .get(item_key(stream, &upsert.id))?
-                .map(|v| decode(&v))
-                .transpose()?;
-            if Item::upserted(current.as_ref(), &upsert, mode, connector_id, now).is_some() {
+            if self.would_change(stream, connector_id, mode, &upsert, now)? {
                 changing.push(upsert);
             }
         }
         Ok(changing)
+    }
+
+    /// Whether `upsert` by `connector_id` in `mode` at `now` would change its item.
+    fn would_change(
+        &self,
+        stream: &str,
+        connector_id: &str,
+        mode: UpsertMode,
+        upsert: &Upsert,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let current = self.item(stream, &upsert.id)?;
+        Ok(Item::upserted(current.as_ref(), upsert, mode, connector_id, now).is_some())
+    }
+
+    /// Whether applying `records` would change nothing: no idempotency key to keep, no
+    /// delete, and every upsert equal to its item (the applier is the pool's only
+    /// writer, so this holds until it applies them).
+    fn changes_nothing(&self, records: &[(u64, Accepted)]) -> Result<bool, StoreError> {
+        let now = Timestamp::now();
+        for (_, Accepted { write, idempotency }) in records {
+            if idempotency.is_some() || !write.deletes.is_empty() {
+                return Ok(false);
+            }
+            for upsert in &write.upserts {
+                let stream = write.stream.as_str();
+                if self.would_change(stream, &write.connector_id, write.mode, upsert, now)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Every stream that has had items, with its summary, in name order.

@@ -315,3 +315,30 @@ fn a_data_dir_keeps_the_segment_size_it_was_created_with() {
         SEGMENT_SIZE_BYTES
     );
 }
+
+#[test]
+fn a_pass_that_changes_nothing_only_moves_the_applied_mark() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("open");
+    let first = store
+        .apply(&[(1, upserting("sales", "c_a", &["n"], 3))])
+        .expect("apply");
+    assert_eq!(first.len(), 1);
+    let again = store
+        .apply(&[(2, upserting("sales", "c_a", &["n"], 3))])
+        .expect("apply");
+    assert!(again.is_empty(), "an equal upsert is no change");
+    assert_eq!(store.applied_seq().expect("mark"), 2);
+    assert_eq!(store.last_change_seq().expect("seq"), 1);
+    assert_eq!(
+        store.item("sales", "n").expect("read").map(|i| i.version),
+        Some(1)
+    );
+
+    // Different data is a change again.
+    let other = store
+        .apply(&[(3, upserting("sales", "c_b", &["n"], 4))])
+        .expect("apply");
+    assert_eq!(other.len(), 1);
+    assert_eq!(store.applied_seq().expect("mark"), 3);
+}
