@@ -126,21 +126,10 @@ fn transactions(group: &[(u64, Accepted)]) -> impl Iterator<Item = &[(u64, Accep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{StreamName, UpsertMode, Write};
 
     fn deleting(items: usize) -> Accepted {
-        Accepted {
-            write: Write {
-                stream: StreamName::try_from("s".to_owned()).expect("stream name"),
-                connector_id: "c_1".into(),
-                mode: UpsertMode::Merge,
-                upserts: Vec::new(),
-                deletes: (0..items).map(|n| n.to_string()).collect(),
-                deletes_own_only: false,
-                accepted_at: jiff::Timestamp::now(),
-            },
-            idempotency: None,
-        }
+        let ids = (0..items).map(|n| n.to_string()).collect();
+        Accepted::for_test("s", "c_1", Vec::new(), ids)
     }
 
     #[test]

@@ -40,6 +40,31 @@ pub struct Accepted {
     pub idempotency: Option<(Vec<u8>, IdempotencyRecord)>,
 }
 
+#[cfg(test)]
+impl Accepted {
+    /// A merge by `connector_id` into `stream` without idempotency key, for tests.
+    pub(crate) fn for_test(
+        stream: &str,
+        connector_id: &str,
+        upserts: Vec<crate::model::Upsert>,
+        deletes: Vec<String>,
+    ) -> Accepted {
+        Accepted {
+            write: Write {
+                stream: crate::model::StreamName::try_from(stream.to_owned())
+                    .expect("a valid stream name"),
+                connector_id: connector_id.into(),
+                mode: crate::model::UpsertMode::Merge,
+                upserts,
+                deletes,
+                deletes_own_only: false,
+                accepted_at: Timestamp::now(),
+            },
+            idempotency: None,
+        }
+    }
+}
+
 /// Reads a big-endian u64 key or value.
 pub(super) fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
     <[u8; 8]>::try_from(bytes)

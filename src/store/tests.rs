@@ -176,28 +176,18 @@ fn connector_logs_page_newest_first_and_old_entries_are_swept() {
 /// A journal record of `connector` upserting `ids` into `stream`, each with the fields
 /// `{"by": connector, "pad": <pad bytes>}`.
 fn upserting(stream: &str, connector: &str, ids: &[&str], pad: usize) -> Accepted {
-    use crate::model::{StreamName, Upsert, UpsertMode, Write};
-    Accepted {
-        write: Write {
-            stream: StreamName::try_from(stream.to_owned()).expect("stream name"),
-            connector_id: connector.into(),
-            mode: UpsertMode::Merge,
-            upserts: ids
-                .iter()
-                .map(|id| Upsert {
-                    id: (*id).into(),
-                    fields: json!({"by": connector, "pad": "p".repeat(pad)})
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
-                })
-                .collect(),
-            deletes: Vec::new(),
-            deletes_own_only: false,
-            accepted_at: jiff::Timestamp::now(),
-        },
-        idempotency: None,
-    }
+    let fields = json!({"by": connector, "pad": "p".repeat(pad)})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let upserts = ids
+        .iter()
+        .map(|id| crate::model::Upsert {
+            id: (*id).into(),
+            fields: fields.clone(),
+        })
+        .collect();
+    Accepted::for_test(stream, connector, upserts, Vec::new())
 }
 
 #[test]

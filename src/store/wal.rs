@@ -238,21 +238,9 @@ fn parse_record(bytes: &[u8]) -> Option<(u64, Accepted, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{StreamName, UpsertMode, Write};
 
     fn accepted(n: usize) -> Accepted {
-        Accepted {
-            write: Write {
-                stream: StreamName::try_from("s".to_owned()).expect("valid"),
-                connector_id: "c_1".into(),
-                mode: UpsertMode::Merge,
-                upserts: Vec::new(),
-                deletes: vec![n.to_string()],
-                deletes_own_only: false,
-                accepted_at: jiff::Timestamp::now(),
-            },
-            idempotency: None,
-        }
+        Accepted::for_test("s", "c_1", Vec::new(), vec![n.to_string()])
     }
 
     #[test]
