@@ -5,20 +5,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-/// An HTTPS client trusting `ca_cert` (or anything, with `insecure`), with an overall
-/// request timeout when given (none for an events stream, which stays open).
+/// `builder` (timeouts, protocol) made an HTTPS client trusting `ca_cert`, or anything
+/// with `insecure`.
 pub fn https_client(
     ca_cert: Option<&Path>,
     insecure: bool,
-    connect_timeout: Duration,
-    timeout: Option<Duration>,
+    builder: reqwest::ClientBuilder,
 ) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .connect_timeout(connect_timeout);
-    if let Some(timeout) = timeout {
-        builder = builder.timeout(timeout);
-    }
+    let mut builder = builder.use_rustls_tls();
     if insecure {
         builder = builder.danger_accept_invalid_certs(true);
     }

@@ -85,8 +85,13 @@ async fn main() -> anyhow::Result<()> {
 
     // Two clients, so the events stream has a connection of its own.
     let connect = Duration::from_secs(args.wait_seconds);
-    let sse_client = https_client(args.ca_cert.as_deref(), args.insecure, connect, None)?;
-    let post_client = https_client(args.ca_cert.as_deref(), args.insecure, connect, Some(wait))?;
+    let client = || reqwest::Client::builder().connect_timeout(connect);
+    let sse_client = https_client(args.ca_cert.as_deref(), args.insecure, client())?;
+    let post_client = https_client(
+        args.ca_cert.as_deref(),
+        args.insecure,
+        client().timeout(wait),
+    )?;
 
     let response = tokio::time::timeout(
         wait,

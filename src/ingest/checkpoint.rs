@@ -1,5 +1,5 @@
 //! The checkpoint: every second, if anything was applied since the last one, flushes
-//! and syncs the pool, then tells the committer which journal records it may delete.
+//! and syncs the pool, then deletes the journal files it covers.
 
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 pub(super) async fn run(
     store: Store,
     applied: watch::Receiver<u64>,
-    durable: watch::Sender<u64>,
+    mut durable: u64,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
@@ -25,14 +25,12 @@ pub(super) async fn run(
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        if *applied.borrow() == *durable.borrow() {
+        if *applied.borrow() == durable {
             continue;
         }
         let store = store.clone();
         match tokio::task::spawn_blocking(move || store.checkpoint()).await {
-            Ok(Ok(covered)) => {
-                durable.send_replace(covered);
-            }
+            Ok(Ok(covered)) => durable = covered,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "checkpoint failed; the journal keeps everything until one succeeds")
             }

@@ -7,7 +7,7 @@
 //! handler ─submit─► committer ──append + fdatasync (one per group)──► journal files
 //!                       │ committed records, in order
 //!                       ▼
-//!                   applier ──apply (one transaction per record)──► pool + change log
+//!                   applier ──apply (batched transactions)──► pool + change log
 //!                       │ applied mark (watch)            │ last change (watch): SSE
 //!                       ▼
 //!                   checkpoint ──flush + sync sled every second──► journal files released
@@ -16,6 +16,7 @@
 mod applier;
 mod checkpoint;
 mod committer;
+mod pacer;
 pub mod retention;
 
 use std::collections::HashMap;
@@ -119,19 +120,14 @@ impl Ingest {
         let (to_applier, committed) = mpsc::channel(APPLY_QUEUE_GROUPS);
         let (applied_tx, applied_rx) = watch::channel(applied_seq);
         let (changes_tx, changes_rx) = watch::channel(store.last_change_seq()?);
-        let (durable_tx, durable_rx) = watch::channel(applied_seq);
         let unapplied = Arc::new(UnappliedKeys::default());
         unapplied.add(&replay);
         if !replay.is_empty() && to_applier.try_send(replay).is_err() {
             return Err(StoreError::Corrupt("the replay could not be queued".into()));
         }
-        tasks.spawn(committer::run(
-            journal,
-            requests,
-            to_applier,
-            durable_rx,
-            unapplied.clone(),
-        ));
+        let committer_keys = unapplied.clone();
+        tasks
+            .spawn_blocking(move || committer::run(journal, requests, to_applier, &committer_keys));
         tasks.spawn(applier::run(
             store.clone(),
             committed,
@@ -143,7 +139,7 @@ impl Ingest {
         tasks.spawn(checkpoint::run(
             store.clone(),
             applied_rx.clone(),
-            durable_tx,
+            applied_seq,
             stop,
         ));
         Ok(Ingest {

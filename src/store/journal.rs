@@ -6,13 +6,13 @@
 //! and syncs its files, after which journal records up to the applied mark may go.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::wal::Wal;
+use super::wal::{self, Wal};
 use super::{decode, io_at, Store, StoreError};
 use crate::model::Write;
 
@@ -75,17 +75,26 @@ pub(super) fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
 impl Store {
     /// Opens the data dir's journal; returns it with the records not yet applied.
     pub fn open_journal(&self) -> Result<(Wal, Vec<(u64, Accepted)>), StoreError> {
-        Wal::open(&self.inner.data_dir.join("journal"), self.applied_seq()?)
+        Wal::open(&self.journal_dir(), self.applied_seq()?)
     }
 
     /// Makes everything applied so far durable: flushes sled, then `fdatasync`s its
     /// files (sled's own flush uses `sync_file_range`, which survives a process crash
-    /// but not a power cut). Returns the applied mark it covers. Blocking.
+    /// but not a power cut), then deletes the journal files it covers. Returns the
+    /// applied mark it covers. Blocking.
     pub fn checkpoint(&self) -> Result<u64, StoreError> {
         let applied = self.applied_seq()?;
         self.inner.db.flush()?;
         sync_files(&self.inner.data_dir.join("db"))?;
+        if let Err(error) = wal::release(&self.journal_dir(), applied) {
+            // They stay until a later checkpoint manages; nothing depends on it.
+            tracing::warn!(%error, "cannot delete applied journal files");
+        }
         Ok(applied)
+    }
+
+    fn journal_dir(&self) -> PathBuf {
+        self.inner.data_dir.join("journal")
     }
 
     /// The last journal sequence applied to the pool (0 before any).

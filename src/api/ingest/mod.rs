@@ -19,7 +19,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
@@ -250,29 +250,23 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Reads the body, refusing with 413 as soon as it passes [`MAX_BODY_BYTES`] (at once
-/// when `Content-Length` already says so) without reading the rest.
-async fn read_limited(headers: &HeaderMap, mut body: Body) -> Result<Bytes, ApiError> {
+/// when `Content-Length` already says so) without reading the rest. A body that came
+/// in one piece is kept as it came, without a copy.
+async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let too_large =
         || ApiError::payload_too_large(format!("the body exceeds {MAX_BODY_BYTES} bytes"));
-    let declared = declared_length(headers);
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared_length(headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    let mut buffer = Vec::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(unreadable)?;
-        if let Some(data) = frame.data_ref() {
-            if buffer.len() + data.len() > MAX_BODY_BYTES {
-                return Err(too_large());
-            }
-            buffer.extend_from_slice(data);
-        }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(unreadable(error)),
     }
-    Ok(Bytes::from(buffer))
 }
 
 /// A body that broke off or could not be read.
-fn unreadable(error: axum::Error) -> ApiError {
+fn unreadable(error: impl std::fmt::Display) -> ApiError {
     ApiError::invalid_payload(format!("the body could not be read: {error}"))
 }
 
