@@ -1,29 +1,6 @@
-//! What the bench tools share: the HTTPS client and latency percentiles.
+//! What the bench probes share: latency percentiles.
 
-use std::path::Path;
 use std::time::Duration;
-
-use anyhow::Context as _;
-
-/// `builder` (timeouts, protocol) made an HTTPS client trusting `ca_cert`, or anything
-/// with `insecure`.
-pub fn https_client(
-    ca_cert: Option<&Path>,
-    insecure: bool,
-    builder: reqwest::ClientBuilder,
-) -> anyhow::Result<reqwest::Client> {
-    let mut builder = builder.use_rustls_tls();
-    if insecure {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    if let Some(path) = ca_cert {
-        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
-        builder = builder.add_root_certificate(cert);
-    }
-    builder.build().context("cannot set up the HTTPS client")
-}
 
 /// The nearest-rank percentile `q` (0–100] of sorted values.
 pub fn percentile(sorted: &[Duration], q: f64) -> Option<Duration> {

@@ -23,7 +23,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 
 #[path = "support.rs"]
 mod support;
-use support::{https_client, ms, percentile};
+use support::{ms, percentile};
 
 /// How much of an error body to show.
 const SHOWN_BODY_CHARS: usize = 300;
@@ -74,6 +74,26 @@ struct Args {
 
 /// One event seen on the stream: its item id and when the chunk holding it arrived.
 type Seen = (String, Instant);
+
+/// `builder` (timeouts, protocol) made an HTTPS client trusting `ca_cert`, or anything
+/// with `insecure`.
+pub fn https_client(
+    ca_cert: Option<&Path>,
+    insecure: bool,
+    builder: reqwest::ClientBuilder,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder = builder.use_rustls_tls();
+    if insecure {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().context("cannot set up the HTTPS client")
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
+use super::pacer::Pacer;
 use super::{Committed, IngestError, UnappliedKeys};
 use crate::store::{Accepted, Store};
 
@@ -18,6 +19,11 @@ use crate::store::{Accepted, Store};
 const ITEMS_PER_TRANSACTION: usize = 2_000;
 /// Most journal records taken into one pass when several committed groups are waiting.
 const RECORDS_PER_PASS: usize = 4_096;
+/// Shortest time from the start of one pass to the start of the next (see [`Pacer`]).
+/// A pass that changes something is a store transaction, whose cost is mostly fixed
+/// (sled writes out its log buffer for each); this is what it adds, at most, to a
+/// change's way to the read API and SSE.
+const MIN_PASS_INTERVAL: Duration = Duration::from_millis(2);
 /// Pause before retrying after the store failed to apply a record.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
@@ -32,7 +38,12 @@ pub(super) async fn run(
     unapplied: Arc<UnappliedKeys>,
     stop: CancellationToken,
 ) {
+    let mut pacer = Pacer::new(MIN_PASS_INTERVAL);
     while let Some(mut group) = committed.recv().await {
+        let wait = pacer.next_turn();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         while group.len() < RECORDS_PER_PASS {
             match committed.try_recv() {
                 Ok(more) => group.extend(more),

@@ -33,7 +33,10 @@ pub(super) fn run(
     let mut pacer = Pacer::new(MIN_COMMIT_INTERVAL);
     while let Some(first) = requests.blocking_recv() {
         group.push(first);
-        pacer.wait_turn();
+        let wait = pacer.next_turn();
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
         while group.len() < MAX_GROUP {
             match requests.try_recv() {
                 Ok(pending) => group.push(pending),

@@ -1,11 +1,11 @@
-//! Pacing for the group committer's thread. Under load, a step whose cost is mostly
-//! fixed (an `fdatasync`) starts at most once per interval, so each one serves more
-//! requests and the cores go to the requests themselves; the first step after a quiet
-//! spell starts at once.
+//! Pacing for the pipeline's batches. Under load, a step whose cost is mostly fixed
+//! (the committer's `fdatasync`, the applier's store transaction) starts at most once
+//! per interval, so each one serves more requests and the cores go to the requests
+//! themselves; the first step after a quiet spell starts at once.
 
 use std::time::{Duration, Instant};
 
-/// Spaces the starts of a thread's batches at least an interval apart.
+/// Spaces the starts of batches at least an interval apart.
 pub(super) struct Pacer {
     interval: Duration,
     last_start: Option<Instant>,
@@ -20,15 +20,18 @@ impl Pacer {
         }
     }
 
-    /// Sleeps until `interval` after the previous batch began (not at all when that is
-    /// past), then marks a new batch as begun. Call it once a batch's first piece has
-    /// arrived, before gathering what else is waiting. Blocking.
-    pub(super) fn wait_turn(&mut self) {
-        let due = self.last_start.map(|start| start + self.interval);
-        if let Some(wait) = due.and_then(|due| due.checked_duration_since(Instant::now())) {
-            std::thread::sleep(wait);
-        }
-        self.last_start = Some(Instant::now());
+    /// How long to wait before the next batch begins: until `interval` after the
+    /// previous one began, or nothing when that is past. The batch counts as begun at
+    /// the end of that wait. Call it once a batch's first piece has arrived; wait, then
+    /// gather what else is waiting.
+    pub(super) fn next_turn(&mut self) -> Duration {
+        let now = Instant::now();
+        let wait = self
+            .last_start
+            .map(|start| (start + self.interval).saturating_duration_since(now))
+            .unwrap_or_default();
+        self.last_start = Some(now + wait);
+        wait
     }
 }
 
@@ -38,23 +41,22 @@ mod tests {
 
     #[test]
     fn a_batch_waits_for_the_interval_only_when_the_last_one_began_within_it() {
-        let mut pacer = Pacer::new(Duration::from_millis(30));
-        let started = Instant::now();
-        pacer.wait_turn();
-        assert!(
-            started.elapsed() < Duration::from_millis(30),
+        let interval = Duration::from_millis(30);
+        let mut pacer = Pacer::new(interval);
+        assert_eq!(
+            pacer.next_turn(),
+            Duration::ZERO,
             "the first batch waits for nothing"
         );
-        pacer.wait_turn();
+        let wait = pacer.next_turn();
         assert!(
-            started.elapsed() >= Duration::from_millis(30),
-            "the second waits for the interval"
+            wait > interval / 2 && wait <= interval,
+            "the second waits for the rest of the interval: {wait:?}"
         );
-        std::thread::sleep(Duration::from_millis(40));
-        let quiet = Instant::now();
-        pacer.wait_turn();
-        assert!(
-            quiet.elapsed() < Duration::from_millis(30),
+        std::thread::sleep(wait + interval + Duration::from_millis(5));
+        assert_eq!(
+            pacer.next_turn(),
+            Duration::ZERO,
             "after a quiet spell, none"
         );
     }
