@@ -25,7 +25,11 @@ impl Pacer {
     /// the end of that wait. Call it once a batch's first piece has arrived; wait, then
     /// gather what else is waiting.
     pub(super) fn next_turn(&mut self) -> Duration {
-        let now = Instant::now();
+        self.turn_at(Instant::now())
+    }
+
+    /// [`Pacer::next_turn`] as seen at `now`.
+    fn turn_at(&mut self, now: Instant) -> Duration {
         let wait = self
             .last_start
             .map(|start| (start + self.interval).saturating_duration_since(now))
@@ -41,22 +45,27 @@ mod tests {
 
     #[test]
     fn a_batch_waits_for_the_interval_only_when_the_last_one_began_within_it() {
-        let interval = Duration::from_millis(30);
-        let mut pacer = Pacer::new(interval);
+        let ms = Duration::from_millis;
+        let mut pacer = Pacer::new(ms(30));
+        let start = Instant::now();
         assert_eq!(
-            pacer.next_turn(),
-            Duration::ZERO,
+            pacer.turn_at(start),
+            ms(0),
             "the first batch waits for nothing"
         );
-        let wait = pacer.next_turn();
-        assert!(
-            wait > interval / 2 && wait <= interval,
-            "the second waits for the rest of the interval: {wait:?}"
-        );
-        std::thread::sleep(wait + interval + Duration::from_millis(5));
         assert_eq!(
-            pacer.next_turn(),
-            Duration::ZERO,
+            pacer.turn_at(start + ms(10)),
+            ms(20),
+            "the second waits for the rest of the interval"
+        );
+        assert_eq!(
+            pacer.turn_at(start + ms(40)),
+            ms(20),
+            "the third counts from when the second began, after its wait"
+        );
+        assert_eq!(
+            pacer.turn_at(start + ms(200)),
+            ms(0),
             "after a quiet spell, none"
         );
     }
