@@ -75,14 +75,20 @@ struct Args {
 /// One event seen on the stream: its item id and when the chunk holding it arrived.
 type Seen = (String, Instant);
 
-/// `builder` (timeouts, protocol) made an HTTPS client trusting `ca_cert`, or anything
-/// with `insecure`.
-pub fn https_client(
+/// An HTTPS client trusting `ca_cert` (or anything, with `insecure`), with an overall
+/// request timeout when given (none for an events stream, which stays open).
+fn https_client(
     ca_cert: Option<&Path>,
     insecure: bool,
-    builder: reqwest::ClientBuilder,
+    connect_timeout: Duration,
+    timeout: Option<Duration>,
 ) -> anyhow::Result<reqwest::Client> {
-    let mut builder = builder.use_rustls_tls();
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(connect_timeout);
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
     if insecure {
         builder = builder.danger_accept_invalid_certs(true);
     }
@@ -105,13 +111,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Two clients, so the events stream has a connection of its own.
     let connect = Duration::from_secs(args.wait_seconds);
-    let client = || reqwest::Client::builder().connect_timeout(connect);
-    let sse_client = https_client(args.ca_cert.as_deref(), args.insecure, client())?;
-    let post_client = https_client(
-        args.ca_cert.as_deref(),
-        args.insecure,
-        client().timeout(wait),
-    )?;
+    let sse_client = https_client(args.ca_cert.as_deref(), args.insecure, connect, None)?;
+    let post_client = https_client(args.ca_cert.as_deref(), args.insecure, connect, Some(wait))?;
 
     let response = tokio::time::timeout(
         wait,
