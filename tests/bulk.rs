@@ -288,4 +288,20 @@ async fn a_64_mib_ndjson_import_counts_right_in_bounded_memory() {
             .map(drop)
     })
     .await;
+    // The imports' journal passed a file's size; once applied and checkpointed, the
+    // files before the current one are deleted.
+    let journal = server.data_dir().join("journal");
+    common::eventually(
+        Duration::from_secs(10),
+        "applied journal files deleted",
+        async || {
+            let files: Vec<String> = std::fs::read_dir(&journal)
+                .ok()?
+                .map(|entry| Some(entry.ok()?.file_name().to_string_lossy().into_owned()))
+                .collect::<Option<_>>()?;
+            let first_seq: u64 = files.first()?.strip_suffix(".wal")?.parse().ok()?;
+            (files.len() == 1 && first_seq > 1).then_some(())
+        },
+    )
+    .await;
 }

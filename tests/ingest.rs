@@ -579,6 +579,24 @@ fn assert_too_large(status: u16, body: &Value, why: &str) {
     );
 }
 
+/// An item near the 1 MiB limit is larger than the store keeps inside its log: it is
+/// stored, read back whole, and still there after a restart.
+#[tokio::test]
+async fn an_item_near_1_mib_is_stored_whole_and_survives_a_restart() {
+    let mut server = TestServer::start().await;
+    let doc = connector("Large", "large", json!({"itemKey": "id"}));
+    let (_, key) = create_connector(&server, &doc).await;
+    let text = "x".repeat(MIB - 1024);
+    push_ok(&server, "large", &key, &json!({"id": "big", "text": text})).await;
+    let whole = |item: &Value| item["fields"]["text"].as_str() == Some(text.as_str());
+    wait_for_item(&server, "large", "big", whole).await;
+    server.restart().await;
+    let item = get_item(&server, "large", "big")
+        .await
+        .expect("still there after a restart");
+    assert!(whole(&item), "the text came back whole");
+}
+
 #[tokio::test]
 async fn bodies_over_1_mib_get_413_without_being_read_whole() {
     let server = TestServer::start().await;

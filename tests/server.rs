@@ -297,7 +297,7 @@ async fn a_data_dir_from_a_newer_datapool_is_refused() {
     {
         let db = sled::Config::new()
             .path(server.data_dir().join("db"))
-            .segment_size(2 * 1024 * 1024) // as the store creates it
+            .segment_size(1024 * 1024) // as the store creates it
             .open()
             .expect("open the store directly");
         db.open_tree("meta")

@@ -1,13 +1,14 @@
 //! The applier: moves committed journal records into the pool, strictly in journal
 //! order, and announces the applied mark and the last change sequence.
 
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use std::sync::Arc;
-
+use super::checkpoint::Checkpoint;
 use super::pacer::Pacer;
 use super::{Committed, IngestError, UnappliedKeys};
 use crate::store::{Accepted, Store};
@@ -26,23 +27,25 @@ const RECORDS_PER_PASS: usize = 4_096;
 const MIN_PASS_INTERVAL: Duration = Duration::from_millis(2);
 /// Pause before retrying after the store failed to apply a record.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+/// How often that pause looks for the server stopping.
+const STOP_CHECK_EVERY: Duration = Duration::from_millis(50);
 
-/// Applies groups as they are committed (the journal's replay arrives first). Returns
+/// Runs on a thread of its own, applying groups as they are committed (the journal's
+/// replay arrives first) and checkpointing between passes ([`Checkpoint`]). Returns
 /// once the committer is gone and everything it sent is applied, or when `stop` fires
 /// while it is waiting on a failing store (what is left is replayed on the next start).
-pub(super) async fn run(
+pub(super) fn run(
+    committed: Receiver<Committed>,
+    mut checkpoint: Checkpoint,
     store: Store,
-    mut committed: mpsc::Receiver<Committed>,
-    applied: watch::Sender<u64>,
-    changes: watch::Sender<u64>,
-    unapplied: Arc<UnappliedKeys>,
+    announce: Announce,
     stop: CancellationToken,
 ) {
     let mut pacer = Pacer::new(MIN_PASS_INTERVAL);
-    while let Some(mut group) = committed.recv().await {
+    while let Some(mut group) = next_group(&committed, &mut checkpoint) {
         let wait = pacer.next_turn();
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            std::thread::sleep(wait);
         }
         while group.len() < RECORDS_PER_PASS {
             match committed.try_recv() {
@@ -51,64 +54,104 @@ pub(super) async fn run(
             }
         }
         while !group.is_empty() {
-            match apply(&store, group).await {
+            match apply(&store, group) {
                 Ok((done, last_change, applied_group)) => {
-                    unapplied.remove(&applied_group);
-                    if let Some(seq) = last_change {
-                        changes.send_replace(seq);
-                    }
-                    applied.send_replace(done);
+                    announce.applied(done, last_change, &applied_group);
+                    checkpoint.applied(done);
                     group = Vec::new();
                 }
                 Err((error, rest)) => {
                     tracing::error!(%error, "applying the journal failed; retrying");
                     group = rest;
-                    tokio::select! {
-                        _ = tokio::time::sleep(RETRY_AFTER_ERROR) => {}
-                        _ = stop.cancelled() => return,
+                    if stopped_within(&stop, RETRY_AFTER_ERROR) {
+                        return;
                     }
                 }
             }
         }
+        checkpoint.run_if_due();
     }
     tracing::debug!("applier stopped");
+}
+
+/// Where the applier tells what it applied.
+pub(super) struct Announce {
+    /// Idempotency keys of committed records, forgotten once the store has them.
+    pub(super) unapplied: Arc<UnappliedKeys>,
+    /// The last journal sequence applied.
+    pub(super) applied: watch::Sender<u64>,
+    /// The last change sequence made (for SSE).
+    pub(super) changes: watch::Sender<u64>,
+}
+
+impl Announce {
+    fn applied(&self, done: u64, last_change: Option<u64>, group: &Committed) {
+        self.unapplied.remove(group);
+        if let Some(seq) = last_change {
+            self.changes.send_replace(seq);
+        }
+        self.applied.send_replace(done);
+    }
+}
+
+/// The next committed group, checkpointing whenever one falls due while waiting;
+/// `None` once the committer is gone and everything it sent was taken.
+fn next_group(committed: &Receiver<Committed>, checkpoint: &mut Checkpoint) -> Option<Committed> {
+    loop {
+        let Some(wait) = checkpoint.due_in() else {
+            return committed.recv().ok();
+        };
+        match committed.recv_timeout(wait) {
+            Ok(group) => return Some(group),
+            Err(RecvTimeoutError::Timeout) => checkpoint.run_if_due(),
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
+/// Waits `wait`, or less when `stop` fires first; whether it fired.
+fn stopped_within(stop: &CancellationToken, wait: Duration) -> bool {
+    let until = Instant::now() + wait;
+    while !stop.is_cancelled() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        std::thread::sleep(left.min(STOP_CHECK_EVERY));
+    }
+    true
 }
 
 /// Applies a group in order, about [`ITEMS_PER_TRANSACTION`] items per transaction;
 /// the last sequence applied, the last change made and the group itself, or the error
 /// with the records not yet applied.
-async fn apply(
+fn apply(
     store: &Store,
     group: Committed,
 ) -> Result<(u64, Option<u64>, Committed), (IngestError, Committed)> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut last = (0, None);
-        let mut done = 0;
-        let mut failed = None;
-        for chunk in transactions(&group) {
-            match store.apply(chunk) {
-                Ok(made) => {
-                    let seq = chunk.last().map_or(last.0, |(seq, _)| *seq);
-                    last = (seq, made.last().map(|c| c.seq).or(last.1));
-                    done += chunk.len();
-                }
-                Err(error) => {
-                    failed = Some(error);
-                    break;
-                }
+    let mut last = (0, None);
+    let mut done = 0;
+    let mut failed = None;
+    for chunk in transactions(&group) {
+        match store.apply(chunk) {
+            Ok(made) => {
+                let seq = chunk.last().map_or(last.0, |(seq, _)| *seq);
+                last = (seq, made.last().map(|c| c.seq).or(last.1));
+                done += chunk.len();
+            }
+            Err(error) => {
+                failed = Some(error);
+                break;
             }
         }
-        match failed {
-            Some(error) => Err((
-                IngestError::from(error),
-                group.into_iter().skip(done).collect(),
-            )),
-            None => Ok((last.0, last.1, group)),
-        }
-    })
-    .await
-    .map_err(|_| (IngestError::Stopped, Vec::new()))?
+    }
+    if let Some(error) = failed {
+        return Err((
+            IngestError::from(error),
+            group.into_iter().skip(done).collect(),
+        ));
+    }
+    Ok((last.0, last.1, group))
 }
 
 /// `group` cut into consecutive runs of records holding at most

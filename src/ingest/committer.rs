@@ -5,6 +5,7 @@
 //! Under load it starts a commit at most every [`MIN_COMMIT_INTERVAL`] (see
 //! [`Pacer`]): an `fdatasync` costs tens of microseconds of CPU whatever it carries.
 
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -26,7 +27,7 @@ const MIN_COMMIT_INTERVAL: Duration = Duration::from_micros(500);
 pub(super) fn run(
     mut journal: Wal,
     mut requests: mpsc::Receiver<Pending>,
-    to_applier: mpsc::Sender<Committed>,
+    to_applier: SyncSender<Committed>,
     unapplied: &UnappliedKeys,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
@@ -51,7 +52,7 @@ pub(super) fn run(
                 for (reply, (seq, _)) in replies.into_iter().zip(&records) {
                     let _ = reply.send(Ok(*seq));
                 }
-                if to_applier.blocking_send(records).is_err() {
+                if to_applier.send(records).is_err() {
                     tracing::error!(
                         "the applier has stopped; committed writes are applied on the next start"
                     );

@@ -1,16 +1,15 @@
 //! From an accepted request to a visible change: the group committer appends each
 //! request to the write-ahead journal and syncs it before its 202; the applier moves
-//! committed records into the pool in order and announces the changes; the checkpoint
-//! makes the pool durable in the background so journal files can be deleted.
+//! committed records into the pool in order, announces the changes, and between passes
+//! checkpoints: makes the pool durable so journal files can be deleted.
 //!
 //! ```text
 //! handler ─submit─► committer ──append + fdatasync (one per group)──► journal files
-//!                       │ committed records, in order
-//!                       ▼
+//!                       │ committed records, in order                      ▲
+//!                       ▼                                                  │ released
 //!                   applier ──apply (batched transactions)──► pool + change log
-//!                       │ applied mark (watch)            │ last change (watch): SSE
-//!                       ▼
-//!                   checkpoint ──flush + sync sled every second──► journal files released
+//!                       │ applied mark (watch)   │ last change (watch): SSE
+//!                       └── checkpoint: flush + sync sled about every second
 //! ```
 
 mod applier;
@@ -24,6 +23,9 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
+
+use applier::Announce;
+use checkpoint::Checkpoint;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -101,8 +103,8 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Opens the journal and starts the committer, the applier and the checkpoint on
-    /// `tasks`. The applier first replays what the journal holds beyond the pool.
+    /// Opens the journal and starts the committer and the applier on `tasks`. The
+    /// applier first replays what the journal holds beyond the pool.
     pub fn start(
         store: Store,
         tasks: &TaskTracker,
@@ -117,7 +119,7 @@ impl Ingest {
         }
         let applied_seq = store.applied_seq()?;
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
-        let (to_applier, committed) = mpsc::channel(APPLY_QUEUE_GROUPS);
+        let (to_applier, committed) = std::sync::mpsc::sync_channel(APPLY_QUEUE_GROUPS);
         let (applied_tx, applied_rx) = watch::channel(applied_seq);
         let (changes_tx, changes_rx) = watch::channel(store.last_change_seq()?);
         let unapplied = Arc::new(UnappliedKeys::default());
@@ -128,20 +130,16 @@ impl Ingest {
         let committer_keys = unapplied.clone();
         tasks
             .spawn_blocking(move || committer::run(journal, requests, to_applier, &committer_keys));
-        tasks.spawn(applier::run(
-            store.clone(),
-            committed,
-            applied_tx,
-            changes_tx,
-            unapplied.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(checkpoint::run(
-            store.clone(),
-            applied_rx.clone(),
-            applied_seq,
-            stop,
-        ));
+        let checkpoint = Checkpoint::new(store.clone(), applied_seq);
+        let announce = Announce {
+            unapplied: unapplied.clone(),
+            applied: applied_tx,
+            changes: changes_tx,
+        };
+        let applier_store = store.clone();
+        tasks.spawn_blocking(move || {
+            applier::run(committed, checkpoint, applier_store, announce, stop)
+        });
         Ok(Ingest {
             store,
             unapplied,

@@ -46,15 +46,17 @@ pub use wal::Wal;
 pub const SCHEMA_VERSION: u32 = 1;
 /// Memory sled may use for its page cache, by its own estimate: it holds several times
 /// this in practice, so the budget is small. Recent items are also in the OS page
-/// cache, so reads lose little; a 64 MiB bulk import into a fresh store peaked at
-/// 95 MiB RSS with 8 MiB, 120 MiB with 32 MiB (`bench/bulk-import`).
-const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
+/// cache, so reads lose little. A 64 MiB bulk import into a fresh store peaked 57 – 59
+/// MiB above idle with 4 MiB (and 1 MiB segments), 64 – 69 MiB with 8 MiB
+/// (`bench/bulk-import`).
+const CACHE_CAPACITY_BYTES: u64 = 4 * 1024 * 1024;
 /// sled's log segment size for a new data dir. sled writes its write buffers a segment
-/// at a time and holds several at once, so this is memory; it writes any page over a
-/// quarter of a segment as a separate blob file (synced by the checkpoint too), so 2 MiB
-/// keeps pages of items up to tens of KiB in the log. sled refuses to open a data dir
-/// with another size than it was created with: an existing one keeps its own.
-const SEGMENT_SIZE_BYTES: usize = 2 * 1024 * 1024;
+/// at a time and holds several at once, so this is memory (1 MiB instead of 2 MiB took
+/// about 4 MiB off a bulk import's peak); it writes any page over a quarter of a
+/// segment as a separate blob file (synced by the checkpoint too), so 1 MiB still keeps
+/// pages of items up to tens of KiB in the log. sled refuses to open a data dir with
+/// another size than it was created with: an existing one keeps its own.
+const SEGMENT_SIZE_BYTES: usize = 1024 * 1024;
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 const ADMIN_KEY_ID_KEY: &[u8] = b"admin_key_id";
 
