@@ -1,7 +1,8 @@
 //! From an accepted request to a visible change: the group committer appends each
 //! request to the write-ahead journal and syncs it before its 202; the applier moves
 //! committed records into the pool in order, announces the changes, and between passes
-//! checkpoints: makes the pool durable so journal files can be deleted.
+//! flushes the pool; once a task beside it has synced the pool's files, the journal
+//! files the flush covers are deleted (a checkpoint).
 //!
 //! ```text
 //! handler ─submit─► committer ──append + fdatasync (one per group)──► journal files
@@ -9,7 +10,8 @@
 //!                       ▼                                                  │ released
 //!                   applier ──apply (batched transactions)──► pool + change log
 //!                       │ applied mark (watch)   │ last change (watch): SSE
-//!                       └── checkpoint: flush + sync sled about every second
+//!                       └── checkpoint: flush sled about every second, then (a task
+//!                           beside it) sync its files and delete applied journal files
 //! ```
 
 mod applier;
@@ -130,7 +132,9 @@ impl Ingest {
         let committer_keys = unapplied.clone();
         tasks
             .spawn_blocking(move || committer::run(journal, requests, to_applier, &committer_keys));
-        let checkpoint = Checkpoint::new(store.clone(), applied_seq);
+        let (flushed, flushes) = watch::channel(applied_seq);
+        tasks.spawn(checkpoint::sync_and_release(store.clone(), flushes));
+        let checkpoint = Checkpoint::new(store.clone(), flushed);
         let announce = Announce {
             unapplied: unapplied.clone(),
             applied: applied_tx,

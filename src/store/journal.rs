@@ -78,19 +78,33 @@ impl Store {
         Wal::open(&self.journal_dir(), self.applied_seq()?)
     }
 
-    /// Makes everything applied so far durable: flushes sled, then `fdatasync`s its
-    /// files (sled's own flush uses `sync_file_range`, which survives a process crash
-    /// but not a power cut), then deletes the journal files it covers. Returns the
-    /// applied mark it covers. Blocking.
+    /// Makes everything applied so far durable ([`Store::flush_applied`], then
+    /// [`Store::sync_and_release`]); returns the applied mark it covers. Blocking.
     pub fn checkpoint(&self) -> Result<u64, StoreError> {
+        let applied = self.flush_applied()?;
+        self.sync_and_release(applied)?;
+        Ok(applied)
+    }
+
+    /// Writes out everything applied so far (sled's flush uses `sync_file_range`, which
+    /// survives a process crash but not a power cut); returns the applied mark it
+    /// covers. Blocking.
+    pub fn flush_applied(&self) -> Result<u64, StoreError> {
         let applied = self.applied_seq()?;
         self.inner.db.flush()?;
+        Ok(applied)
+    }
+
+    /// `fdatasync`s sled's files, so that what a flush covering the applied mark
+    /// `flushed` wrote survives a power cut, then deletes the journal files it covers.
+    /// Blocking.
+    pub fn sync_and_release(&self, flushed: u64) -> Result<(), StoreError> {
         sync_files(&self.inner.data_dir.join("db"))?;
-        if let Err(error) = wal::release(&self.journal_dir(), applied) {
+        if let Err(error) = wal::release(&self.journal_dir(), flushed) {
             // They stay until a later checkpoint manages; nothing depends on it.
             tracing::warn!(%error, "cannot delete applied journal files");
         }
-        Ok(applied)
+        Ok(())
     }
 
     fn journal_dir(&self) -> PathBuf {
