@@ -13,7 +13,9 @@
 //! ```
 //!
 //! Before measuring, it posts one `warmup` item and waits for its event, so a backlog
-//! left by an earlier load is applied first. Credentials come from the environment
+//! left by an earlier load is applied first. Every item carries the run's start time
+//! (`run`), so a second run against the same stream changes its items again: an item
+//! posted unchanged makes no event. Credentials come from the environment
 //! (`BENCH_ADMIN_TOKEN`, `BENCH_INGEST_KEY`) or flags.
 //!
 //! ```sh
@@ -24,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
@@ -137,7 +139,18 @@ async fn main() -> anyhow::Result<()> {
     let reader = tokio::spawn(read_events(response, seen_tx));
 
     // Warm-up: one item, and its event, before the clock starts.
-    let warmup = post(&post_client, &webhook_url, &args.ingest_key, "warmup", 0).await;
+    let run = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let warmup = post(
+        &post_client,
+        &webhook_url,
+        &args.ingest_key,
+        run,
+        "warmup",
+        0,
+    )
+    .await;
     if let Err(error) = warmup {
         bail!("warm-up POST {webhook_url}: {error}");
     }
@@ -165,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
             args.ingest_key.clone(),
         );
         sent_at.push(Instant::now());
-        posts.spawn(async move { post(&client, &url, &key, &format!("v{i}"), i).await });
+        posts.spawn(async move { post(&client, &url, &key, run, &format!("v{i}"), i).await });
     }
     let mut post_errors = 0usize;
     let mut first_error = None;
@@ -238,12 +251,13 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Posts one item `{"id": id, "n": n}` with `X-Item-Key: id`; an error names the
-/// status and the start of the body of a non-2xx answer.
+/// Posts one item `{"id": id, "n": n, "run": run}` with `X-Item-Key: id`; an error
+/// names the status and the start of the body of a non-2xx answer.
 async fn post(
     client: &reqwest::Client,
     url: &str,
     key: &str,
+    run: u128,
     id: &str,
     n: usize,
 ) -> Result<(), String> {
@@ -251,7 +265,7 @@ async fn post(
         .post(url)
         .bearer_auth(key)
         .header("X-Item-Key", "id")
-        .json(&serde_json::json!({ "id": id, "n": n }))
+        .json(&serde_json::json!({ "id": id, "n": n, "run": run.to_string() }))
         .send()
         .await
         .map_err(|e| format!("request failed: {e}"))?;
