@@ -51,6 +51,11 @@ pub async fn serve(
                 }
             },
         };
+        // Small writes (an SSE event, an HTTP/2 frame) go out at once, not after the
+        // peer acknowledged the previous segment.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
+        }
         let service = router
             .clone()
             .map_request(move |mut request: Request<Incoming>| {
