@@ -25,13 +25,12 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
-
-use applier::Announce;
-use checkpoint::Checkpoint;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::store::{Accepted, IdempotencyRecord, Store, StoreError};
+use applier::Announce;
+use checkpoint::Checkpoint;
 
 /// Requests that may wait for the committer at once. The HTTP layer's in-flight cap
 /// answers 503 before this fills.
