@@ -124,7 +124,7 @@ impl Server {
             activity,
             pollers,
         });
-        let router = http::router(state);
+        let routes = http::Routes::new(state);
         let drain = Duration::from_secs(self.config.shutdown_timeout_seconds);
         let listeners = TaskTracker::new();
         for (listener, tls) in [(Some(self.https), Some(self.tls)), (self.http, None)] {
@@ -136,14 +136,14 @@ impl Server {
             listeners.spawn(http::serve(
                 listener,
                 tls,
-                router.clone(),
+                routes.clone(),
                 shutdown.clone(),
                 drain,
             ));
         }
         // The listeners hold the only handles to the ingest pipeline from here on: once
         // they have drained, the committer and the applier finish and stop.
-        drop(router);
+        drop(routes);
         listeners.close();
         background.close();
         shutdown.cancelled().await;

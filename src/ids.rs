@@ -33,5 +33,40 @@ pub fn sequential_hex() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| u32::from_be_bytes(random_bytes::<4>()));
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:08x}{count:08x}")
+    let mut hex = String::with_capacity(24);
+    push_hex(&mut hex, u64::from(prefix), 8);
+    push_hex(&mut hex, count, 8);
+    hex
+}
+
+/// Appends `value` in hex, zero-padded to at least `min_digits`: what `{:0Nx}` writes,
+/// without the formatting machinery (a request id is made per request).
+fn push_hex(out: &mut String, value: u64, min_digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = min_digits.max(16 - value.leading_zeros() as usize / 4);
+    for shift in (0..digits).rev() {
+        out.push(char::from(HEX[((value >> (shift * 4)) & 0xf) as usize]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_hex;
+
+    #[test]
+    fn hex_digits_are_what_format_writes() {
+        for value in [
+            0,
+            1,
+            0xabc,
+            u64::from(u32::MAX),
+            1 << 32,
+            0xf_ffff_ffff,
+            u64::MAX,
+        ] {
+            let mut out = String::new();
+            push_hex(&mut out, value, 8);
+            assert_eq!(out, format!("{value:08x}"));
+        }
+    }
 }

@@ -367,6 +367,54 @@ async fn invalid_payloads_are_400_and_nothing_of_them_is_stored() {
     );
 }
 
+/// Plain webhook pushes are served beside the router, the ingest hot path; every other
+/// form of the URL goes through the router. Both answer alike.
+#[tokio::test]
+async fn every_form_of_the_webhook_url_answers_alike() {
+    let server = TestServer::start().await;
+    let doc = connector("Sales", "sales", json!({"itemKey": "region"}));
+    let (_, key) = create_connector(&server, &doc).await;
+    let post = |path: &str, region: &str| {
+        server
+            .client()
+            .post(server.url(path))
+            .bearer_auth(&key)
+            .json(&json!({"region": region}))
+    };
+    let forms = [
+        ("/api/webhook/sales", "plain"),
+        ("/api/webhook/sales/batch", "batch"),
+        ("/api/webhook/%73ales", "encoded"),
+        ("/api/webhook/%73ales/batch", "encoded-batch"),
+    ];
+    for (path, region) in forms {
+        let answer = send(post(path, region)).await;
+        assert_accepted(&answer, "sales", 1);
+        assert_eq!(
+            answer.headers.get("x-request-id").map(|v| v.as_bytes()),
+            answer.body["requestId"].as_str().map(str::as_bytes),
+            "{path}"
+        );
+    }
+    let unknown = send(webhook(&server, "sales", "ik_nope").json(&json!({"region": "x"}))).await;
+    assert_error(&unknown, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+
+    let not_a_push = send(server.client().get(server.url("/api/webhook/sales"))).await;
+    assert_error(
+        &not_a_push,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+    );
+    for path in ["/api/webhook/sales/", "/api/webhook/sales/batch/more"] {
+        let answer = send(post(path, "nowhere")).await;
+        assert_error(&answer, StatusCode::NOT_FOUND, "NOT_FOUND");
+    }
+
+    wait_for_item(&server, "sales", "encoded-batch", |_| true).await;
+    let stored = set(&["plain", "batch", "encoded", "encoded-batch"]);
+    assert_eq!(ids(&server, "sales").await, stored);
+}
+
 #[tokio::test]
 async fn ingest_keys_are_checked_401_403_404() {
     let server = TestServer::start().await;

@@ -153,8 +153,12 @@ impl KeyRecord {
     /// Whether `credential` is the key this record was made from, compared in
     /// constant time so response timing reveals nothing about the stored hash.
     pub fn matches(&self, credential: &Credential) -> bool {
-        let presented = hex::encode(Sha256::digest(credential.secret.as_bytes()));
-        let same = presented.as_bytes().ct_eq(self.secret_sha256.as_bytes());
+        let mut presented = [0u8; 64];
+        let digest = Sha256::digest(credential.secret.as_bytes());
+        if hex::encode_to_slice(digest, &mut presented).is_err() {
+            return false;
+        }
+        let same = presented.ct_eq(self.secret_sha256.as_bytes());
         bool::from(same) && credential.kind == self.kind && credential.key_id == self.key_id
     }
 }

@@ -218,8 +218,8 @@ async fn poll(
         Vec::new()
     };
     let mode = connector.spec.upsert_mode;
-    let upserts = off_runtime(context, connector, move |store, stream, id| {
-        store.changing(stream, id, mode, upserts)
+    let upserts = off_runtime(context, connector, move |store, stream, _| {
+        store.changing(stream, mode, upserts)
     })
     .await?;
     write(context, connector, upserts, deletes).await?;

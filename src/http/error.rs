@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -31,7 +32,12 @@ pub struct RequestId(String);
 
 impl RequestId {
     fn generate() -> Self {
-        RequestId(format!("req_{}", ids::sequential_hex()))
+        RequestId(["req_", &ids::sequential_hex()].concat())
+    }
+
+    /// The id as it appears in responses and logs.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -202,13 +208,23 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Outermost middleware: gives the request its id (a request extension, the tracing
-/// span, the `X-Request-Id` header) and renders every error body with it.
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+/// The router's outermost middleware: [`in_context`] around the rest.
+pub async fn request_context(request: Request, next: Next) -> Response {
+    in_context(request, |request| next.run(request)).await
+}
+
+/// Runs `handler` on `request` in the request's context: gives it its id (a request
+/// extension, the tracing span, the `X-Request-Id` header) and renders every error
+/// body with it.
+pub async fn in_context<F, Fut>(mut request: Request, handler: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = RequestId::generate();
     request.extensions_mut().insert(id.clone());
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %logged_path(request.uri().path()));
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = handler(request).instrument(span.clone()).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         response = with_body(response, &error, &id);
     } else if response.status().is_client_error() || response.status().is_server_error() {

@@ -4,21 +4,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
+use axum::body::Body;
 use axum::extract::Request;
-use axum::Router;
+use axum::response::Response;
 use hyper::body::Incoming;
+use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
-use super::ClientAddr;
+use super::{ClientAddr, Routes};
 
 /// How long a client may take over the TLS handshake: a slow or silent client must not
 /// hold a task forever.
@@ -28,12 +30,12 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `router` on `listener` until `shutdown` fires, then stops accepting, lets
+/// Serves `routes` on `listener` until `shutdown` fires, then stops accepting, lets
 /// connections finish their requests in flight for up to `drain`, and returns.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
-    router: Router,
+    routes: Routes,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
@@ -56,12 +58,12 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
         }
-        let service = router
-            .clone()
-            .map_request(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ClientAddr(remote));
-                request
-            });
+        let routes = routes.clone();
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ClientAddr(remote));
+            let response = routes.respond(request.map(Body::new));
+            async move { Ok::<_, Infallible>(response.await) }
+        });
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
@@ -94,11 +96,8 @@ pub async fn serve(
 async fn serve_connection<S, Svc>(stream: S, service: Svc, shutdown: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    Svc: tower::Service<
-            Request<Incoming>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
+    Svc: Service<Request<Incoming>, Response = Response, Error = Infallible>
+        + Clone
         + Send
         + 'static,
     Svc::Future: Send + 'static,
@@ -108,8 +107,7 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 pub use error::{ApiError, RequestId};
 pub use listener::serve;
-pub use router::router;
+pub use router::Routes;
 
 /// The peer address of the connection a request came in on, for per-client limits.
 #[derive(Clone, Copy, Debug)]

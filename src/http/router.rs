@@ -1,21 +1,75 @@
 //! Every route of the server and the layers around them.
 
-use axum::extract::DefaultBodyLimit;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
+use futures_util::FutureExt;
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use super::error::request_context;
+use super::error::{in_context, request_context};
 use super::ApiError;
 use crate::api::{admin, ingest, ops, read, AppState};
 
 /// Largest admin API body: connector documents are a few KiB.
 const ADMIN_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
+/// Everything the listeners serve: webhook pushes go straight to their handler (the
+/// ingest hot path, spared the router's per-request matching, boxing and layers), all
+/// else through [`router`]. Both get the same request context and panic recovery.
+#[derive(Clone)]
+pub struct Routes {
+    router: Router,
+    state: AppState,
+}
+
+impl Routes {
+    /// The routes of a server whose handlers share `state`.
+    pub fn new(state: AppState) -> Self {
+        Routes {
+            router: router(state.clone()),
+            state,
+        }
+    }
+
+    /// The response to `request`.
+    pub fn respond(&self, request: Request) -> impl Future<Output = Response> + Send + 'static {
+        let direct =
+            ingest::direct_webhook_stream(request.method(), request.uri().path()).is_some();
+        let state = self.state.clone();
+        let router = self.router.clone();
+        async move {
+            if direct {
+                in_context(request, |request| {
+                    recover_panics(ingest::webhook_direct(state, request))
+                })
+                .await
+            } else {
+                match router.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        }
+    }
+}
+
+/// `handler`'s response, or a 500 if it panics (as [`CatchPanicLayer`] does for the
+/// router). Not an `async fn`, which would hold `handler` twice in its state.
+fn recover_panics(handler: impl Future<Output = Response>) -> impl Future<Output = Response> {
+    AssertUnwindSafe(handler).catch_unwind().map(|result| {
+        result.unwrap_or_else(|_| ApiError::internal("a request handler panicked").into_response())
+    })
+}
+
 /// The application's routes, wrapped (outermost first) in request ids and error
 /// bodies, panic recovery, and the body limit.
-pub fn router(state: AppState) -> Router {
+fn router(state: AppState) -> Router {
     use admin::connectors;
     let admin = Router::new()
         .route(

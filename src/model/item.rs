@@ -110,6 +110,19 @@ pub struct Change {
 }
 
 impl Item {
+    /// Whether `upsert` in `mode` would change `current` (None when it does not
+    /// exist), without building the new item: the applier asks this of every upsert.
+    pub fn changed_by(current: Option<&Item>, upsert: &Upsert, mode: UpsertMode) -> bool {
+        match (current, mode) {
+            (None, _) => true,
+            (Some(item), UpsertMode::Merge) => upsert
+                .fields
+                .iter()
+                .any(|(name, value)| item.fields.get(name) != Some(value)),
+            (Some(item), UpsertMode::Replace) => item.fields != upsert.fields,
+        }
+    }
+
     /// The item after `upsert` is applied to `current` (None when it does not exist),
     /// or None when nothing would change: an unchanged item keeps its version and emits
     /// no event.
@@ -120,6 +133,9 @@ impl Item {
         connector_id: &str,
         now: Timestamp,
     ) -> Option<Item> {
+        if !Item::changed_by(current, upsert, mode) {
+            return None;
+        }
         let fields = match (current, mode) {
             (Some(item), UpsertMode::Merge) => {
                 let mut fields = item.fields.clone();
@@ -128,9 +144,6 @@ impl Item {
             }
             _ => upsert.fields.clone(),
         };
-        if current.is_some_and(|item| item.fields == fields) {
-            return None;
-        }
         Some(Item {
             id: upsert.id.clone(),
             fields,
@@ -291,6 +304,29 @@ mod tests {
             .expect("changed");
         assert_eq!(Value::Object(replaced.fields.clone()), json!({"b": 3}));
         assert!(Item::upserted(Some(&replaced), &second, UpsertMode::Merge, "c_1", now).is_none());
+
+        // Fields the item already has, with the same values, change it only in replace
+        // mode, where its other fields would go.
+        let subset = Upsert {
+            id: "n".into(),
+            fields: object(json!({"a": 1})),
+        };
+        assert!(!Item::changed_by(Some(&merged), &subset, UpsertMode::Merge));
+        assert!(Item::changed_by(
+            Some(&merged),
+            &subset,
+            UpsertMode::Replace
+        ));
+        assert!(Item::changed_by(None, &subset, UpsertMode::Merge));
+        let other_value = Upsert {
+            id: "n".into(),
+            fields: object(json!({"a": 2})),
+        };
+        assert!(Item::changed_by(
+            Some(&merged),
+            &other_value,
+            UpsertMode::Merge
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! and the change log is written in groups of consecutive changes, each keyed by its
 //! first sequence.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ops::Bound;
 
@@ -335,51 +336,42 @@ impl Store {
         Ok(ids)
     }
 
-    /// The `upserts` that would change their item if `connector_id` applied them in
-    /// `mode` now: a poll of mostly unchanged rows journals only what changed.
-    /// Blocking: call it off the async runtime.
+    /// The `upserts` that would change their item if applied in `mode` now: a poll of
+    /// mostly unchanged rows journals only what changed. Blocking: call it off the
+    /// async runtime.
     pub fn changing(
         &self,
         stream: &str,
-        connector_id: &str,
         mode: UpsertMode,
         upserts: Vec<Upsert>,
     ) -> Result<Vec<Upsert>, StoreError> {
-        let now = Timestamp::now();
         let mut changing = Vec::new();
         for upsert in upserts {
-            if self.would_change(stream, connector_id, mode, &upsert, now)? {
+            let current = self.item(stream, &upsert.id)?;
+            if Item::changed_by(current.as_ref(), &upsert, mode) {
                 changing.push(upsert);
             }
         }
         Ok(changing)
     }
 
-    /// Whether `upsert` by `connector_id` in `mode` at `now` would change its item.
-    fn would_change(
-        &self,
-        stream: &str,
-        connector_id: &str,
-        mode: UpsertMode,
-        upsert: &Upsert,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let current = self.item(stream, &upsert.id)?;
-        Ok(Item::upserted(current.as_ref(), upsert, mode, connector_id, now).is_some())
-    }
-
     /// Whether applying `records` would change nothing: no idempotency key to keep, no
     /// delete, and every upsert equal to its item (the applier is the pool's only
-    /// writer, so this holds until it applies them).
+    /// writer, so this holds until it applies them). Each item is read once: a busy
+    /// item is often upserted many times in one pass.
     fn changes_nothing(&self, records: &[(u64, Accepted)]) -> Result<bool, StoreError> {
-        let now = Timestamp::now();
+        let mut items: HashMap<(&str, &str), Option<Item>> = HashMap::new();
         for (_, Accepted { write, idempotency }) in records {
             if idempotency.is_some() || !write.deletes.is_empty() {
                 return Ok(false);
             }
+            let stream = write.stream.as_str();
             for upsert in &write.upserts {
-                let stream = write.stream.as_str();
-                if self.would_change(stream, &write.connector_id, write.mode, upsert, now)? {
+                let current = match items.entry((stream, upsert.id.as_str())) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => entry.insert(self.item(stream, &upsert.id)?),
+                };
+                if Item::changed_by(current.as_ref(), upsert, write.mode) {
                     return Ok(false);
                 }
             }

@@ -275,7 +275,7 @@ fn connector_item_ids_are_the_items_a_connector_wrote_last_and_mirror_deletes_on
     // Only upserts that would change their item are left for a poll to journal.
     let again = write("sales", "c_a", &["s", "new"]).write.upserts;
     let changing = store
-        .changing("sales", "c_a", UpsertMode::Merge, again)
+        .changing("sales", UpsertMode::Merge, again)
         .expect("read");
     let ids: Vec<&str> = changing.iter().map(|u| u.id.as_str()).collect();
     assert_eq!(ids, ["new"]);
@@ -331,4 +331,21 @@ fn a_pass_that_changes_nothing_only_moves_the_applied_mark() {
         .expect("apply");
     assert_eq!(other.len(), 1);
     assert_eq!(store.applied_seq().expect("mark"), 3);
+
+    // One pass, one item upserted many times: unchanged until its last upsert.
+    let same = || upserting("sales", "c_b", &["n"], 4);
+    let nothing = store.apply(&[(4, same()), (5, same())]).expect("apply");
+    assert!(nothing.is_empty());
+    let last = store
+        .apply(&[
+            (6, same()),
+            (7, same()),
+            (8, upserting("sales", "c_b", &["n"], 5)),
+        ])
+        .expect("apply");
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        store.item("sales", "n").expect("read").map(|i| i.version),
+        Some(3)
+    );
 }

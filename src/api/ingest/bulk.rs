@@ -321,13 +321,18 @@ impl<'a> Import<'a> {
         let split = self.splitter.finish(&mut self.pieces);
         self.take_pieces();
         split.map_err(|e| self.broken(e))?;
-        let mut body = accepted_body(request_id, self.connector, self.stored + self.chunk.len());
+        let items = self.stored + self.chunk.len();
+        let mut body = serde_json::to_value(accepted_body(request_id, self.connector, items))
+            .map_err(ApiError::internal)?;
         body["itemsRejected"] = json!(self.rejected);
         body["errors"] = Value::Array(std::mem::take(&mut self.errors));
-        let idempotency = self.key.take().map(|(key, digest)| {
-            let digest = hex::encode(digest.finalize());
-            (key, idempotency::remembered(self.connector, digest, &body))
-        });
+        let idempotency = match self.key.take() {
+            Some((key, digest)) => {
+                let digest = hex::encode(digest.finalize());
+                Some((key, idempotency::remembered(self.connector, digest, &body)?))
+            }
+            None => None,
+        };
         self.commit(idempotency).await?;
         Ok(body)
     }

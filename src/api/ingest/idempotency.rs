@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -151,17 +152,21 @@ pub(super) fn claim<'a>(
 }
 
 /// What to remember under the key: the answer, the body's digest, and until when.
-pub(super) fn remembered(connector: &Connector, digest: String, body: &Value) -> IdempotencyRecord {
+pub(super) fn remembered(
+    connector: &Connector,
+    digest: String,
+    body: &impl Serialize,
+) -> Result<IdempotencyRecord, ApiError> {
     let window = connector
         .spec
         .idempotency_window_seconds
         .unwrap_or(DEFAULT_IDEMPOTENCY_WINDOW_SECONDS);
     let window = SignedDuration::from_secs(i64::try_from(window).unwrap_or(i64::MAX));
-    IdempotencyRecord {
-        body: body.clone(),
+    Ok(IdempotencyRecord {
+        body: serde_json::to_value(body).map_err(ApiError::internal)?,
         body_sha256: digest,
         expires_at: Timestamp::now()
             .checked_add(window)
             .unwrap_or(Timestamp::MAX),
-    }
+    })
 }

@@ -17,11 +17,12 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use jiff::Timestamp;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 pub use idempotency::KeysInFlight;
 
@@ -56,6 +57,31 @@ pub struct PushRequest {
     body: Body,
 }
 
+impl PushRequest {
+    /// The request's parts as the push handlers use them; `stream` and `url_key` come
+    /// from the path.
+    fn new(
+        parts: Parts,
+        body: Body,
+        stream: Option<String>,
+        url_key: Option<String>,
+    ) -> Result<Self, ApiError> {
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("the request has no id"))?;
+        Ok(PushRequest {
+            stream,
+            url_key,
+            request_id,
+            client: parts.extensions.get::<ClientAddr>().map(|c| c.0.ip()),
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
 impl<S: Send + Sync> FromRequest<S> for PushRequest {
     type Rejection = ApiError;
 
@@ -65,20 +91,35 @@ impl<S: Send + Sync> FromRequest<S> for PushRequest {
             Path::<HashMap<String, String>>::from_request_parts(&mut parts, state)
                 .await
                 .map_err(|e| ApiError::invalid_payload(format!("invalid path: {e}")))?;
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .cloned()
-            .ok_or_else(|| ApiError::internal("the request has no id"))?;
-        Ok(PushRequest {
-            stream: params.remove("stream"),
-            url_key: params.remove("key"),
-            request_id,
-            client: parts.extensions.get::<ClientAddr>().map(|c| c.0.ip()),
-            headers: parts.headers,
-            body,
-        })
+        let (stream, url_key) = (params.remove("stream"), params.remove("key"));
+        PushRequest::new(parts, body, stream, url_key)
     }
+}
+
+/// The stream of a request the listeners hand straight to [`webhook_direct`]: `POST
+/// /api/webhook/{stream}` or `…/{stream}/batch` with a stream segment that needs no
+/// percent-decoding. Every other request, the key-in-URL and bulk forms included, goes
+/// through the router.
+pub fn direct_webhook_stream<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
+    if method != Method::POST {
+        return None;
+    }
+    let rest = path.strip_prefix("/api/webhook/")?;
+    let stream = rest.strip_suffix("/batch").unwrap_or(rest);
+    (!stream.is_empty() && !stream.contains(['/', '%'])).then_some(stream)
+}
+
+/// Serves a request [`direct_webhook_stream`] chose exactly as the router's
+/// [`webhook`] route would, without the router's per-request routing and boxing: the
+/// ingest hot path.
+pub async fn webhook_direct(state: AppState, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let stream = direct_webhook_stream(&parts.method, parts.uri.path()).map(str::to_owned);
+    let result = match PushRequest::new(parts, body, stream, None) {
+        Ok(request) => serve(&state, Route::Webhook, request).await,
+        Err(error) => Err(error),
+    };
+    result.into_response()
 }
 
 /// `POST /api/webhook/{stream}` and `…/batch`, with the key in a header or the URL.
@@ -161,7 +202,7 @@ async fn accept(
         ));
     }
     match route {
-        Route::Bulk => bulk::accept(state, connector, request).await,
+        Route::Bulk => Box::pin(bulk::accept(state, connector, request)).await,
         Route::Webhook | Route::Api => whole(state, connector, route, request).await,
     }
 }
@@ -184,15 +225,20 @@ async fn whole(
     route: Route,
     request: PushRequest,
 ) -> Result<(Response, usize), ApiError> {
-    let headers = &request.headers;
-    check_json_content_type(headers)?;
-    let raw = read_limited(headers, request.body).await?;
-    verify(connector, headers, &raw)?;
+    let PushRequest {
+        request_id,
+        headers,
+        body,
+        ..
+    } = request;
+    check_json_content_type(&headers)?;
+    let raw = read_limited(&headers, body).await?;
+    verify(connector, &headers, &raw)?;
     let parsed = match connector.spec.dedup {
         Some(Dedup::JsonPointer(_)) => Some(parse_json(&raw)?),
         _ => None,
     };
-    let key = idempotency::key(headers, connector, parsed.as_ref())?;
+    let key = idempotency::key(&headers, connector, parsed.as_ref())?;
     let digest = key.as_ref().map(|_| idempotency::digest(&raw));
     let claim = match idempotency::claim(state, connector, key.as_deref(), digest.as_deref())? {
         idempotency::Claim::Proceed(guard) => guard,
@@ -202,7 +248,7 @@ async fn whole(
         Some(value) => value,
         None => parse_json(&raw)?,
     };
-    let rules = items::ItemRules::new(connector, headers)?;
+    let rules = items::ItemRules::new(connector, &headers)?;
     let (upserts, deletes) = match route {
         Route::Api => {
             let document = items::ingest_document(value, &rules)?;
@@ -211,16 +257,23 @@ async fn whole(
         }
         Route::Webhook | Route::Bulk => (items::webhook_items(value, &rules)?, None),
     };
+    // The headers and the body share the connection's read buffer: released before
+    // the wait for the commit, the connection reads its next request into the same
+    // buffer instead of a new one.
+    drop(rules);
+    drop((headers, raw));
     let items = upserts.len();
-    let mut body = accepted_body(&request.request_id, connector, items);
-    if let Some(deletes) = &deletes {
-        body["deletesReceived"] = json!(deletes.len());
-    }
+    let body = AcceptedBody {
+        deletes_received: deletes.as_ref().map(Vec::len),
+        ..accepted_body(&request_id, connector, items)
+    };
+    let idempotency = match key.zip(digest) {
+        Some((key, digest)) => Some((key, idempotency::remembered(connector, digest, &body)?)),
+        None => None,
+    };
     let accepted = Accepted {
         write: write_for(connector, upserts, deletes.unwrap_or_default()),
-        idempotency: key
-            .zip(digest)
-            .map(|(key, digest)| (key, idempotency::remembered(connector, digest, &body))),
+        idempotency,
     };
     state.ingest.submit(accepted).await?;
     drop(claim);
@@ -270,18 +323,36 @@ fn unreadable(error: impl std::fmt::Display) -> ApiError {
     ApiError::invalid_payload(format!("the body could not be read: {error}"))
 }
 
-/// The success body every push route starts from (SPEC §3.1).
-fn accepted_body(request_id: &RequestId, connector: &Connector, items: usize) -> Value {
-    json!({
-        "status": "accepted",
-        "requestId": request_id.to_string(),
-        "stream": connector.spec.stream.as_str(),
-        "itemsReceived": items,
-    })
+/// The success body of the push routes (SPEC §3.1), members in name order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AcceptedBody<'a> {
+    /// Only for the ingest API, which also deletes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletes_received: Option<usize>,
+    items_received: usize,
+    request_id: &'a str,
+    status: &'static str,
+    stream: &'a str,
+}
+
+/// The success body every push route starts from.
+fn accepted_body<'a>(
+    request_id: &'a RequestId,
+    connector: &'a Connector,
+    items: usize,
+) -> AcceptedBody<'a> {
+    AcceptedBody {
+        deletes_received: None,
+        items_received: items,
+        request_id: request_id.as_str(),
+        status: "accepted",
+        stream: connector.spec.stream.as_str(),
+    }
 }
 
 /// The connector's success status (202, or 200 for senders that insist) with `body`.
-fn success(connector: &Connector, body: Value) -> Response {
+fn success(connector: &Connector, body: impl Serialize) -> Response {
     let status = match connector.spec.success_status {
         Some(200) => StatusCode::OK,
         _ => StatusCode::ACCEPTED,
@@ -299,5 +370,36 @@ fn write_for(connector: &Connector, upserts: Vec<Upsert>, deletes: Vec<String>) 
         deletes,
         deletes_own_only: false,
         accepted_at: Timestamp::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::direct_webhook_stream;
+
+    #[test]
+    fn only_plain_webhook_posts_skip_the_router() {
+        let post = |path| direct_webhook_stream(&Method::POST, path);
+        assert_eq!(post("/api/webhook/sales"), Some("sales"));
+        assert_eq!(post("/api/webhook/sales/batch"), Some("sales"));
+        assert_eq!(post("/api/webhook/batch"), Some("batch"));
+        for routed in [
+            "/api/webhook/",
+            "/api/webhook//batch",
+            "/api/webhook/sales/",
+            "/api/webhook/sales/bulk",
+            "/api/webhook/sales/k/ik_a_b",
+            "/api/webhook/sales/batch/more",
+            "/api/webhook/%73ales",
+            "/api/ingest",
+        ] {
+            assert_eq!(post(routed), None, "{routed}");
+        }
+        assert_eq!(
+            direct_webhook_stream(&Method::GET, "/api/webhook/sales"),
+            None
+        );
     }
 }
