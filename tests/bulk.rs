@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{all_items, assert_error, create_connector, send, TestServer};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const MIB: usize = 1024 * 1024;
@@ -36,13 +36,23 @@ fn ndjson(
         .body(body)
 }
 
-/// Waits until `stream` holds `count` items; returns them.
+/// Waits until `stream` holds `count` items; returns them. The 202 of an import that
+/// fits in one chunk can come before that chunk is applied, when the stream may not
+/// exist yet.
 async fn items_settle(server: &TestServer, stream: &str, count: usize) -> Vec<Value> {
+    let token = server.token();
+    let first_page = format!("/api/streams/{stream}/items?limit=1");
     common::eventually(
         Duration::from_secs(30),
         &format!("{count} items in {stream}"),
         async || {
-            let items = all_items(server, stream, &server.token()).await;
+            let page = server
+                .call(Method::GET, &first_page, Some(&token), None)
+                .await;
+            if page.status == StatusCode::NOT_FOUND {
+                return None;
+            }
+            let items = all_items(server, stream, &token).await;
             (items.len() == count).then_some(items)
         },
     )

@@ -208,23 +208,26 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router's outermost middleware: [`in_context`] around the rest.
+/// The router's outermost middleware: [`in_context`] around the rest, which finds the
+/// id among the request's extensions.
 pub async fn request_context(request: Request, next: Next) -> Response {
-    in_context(request, |request| next.run(request)).await
+    in_context(request, |mut request, id| {
+        request.extensions_mut().insert(id);
+        next.run(request)
+    })
+    .await
 }
 
-/// Runs `handler` on `request` in the request's context: gives it its id (a request
-/// extension, the tracing span, the `X-Request-Id` header) and renders every error
-/// body with it.
-pub async fn in_context<F, Fut>(mut request: Request, handler: F) -> Response
+/// Runs `handler` on `request` and its id in the request's context: the id names the
+/// tracing span and the `X-Request-Id` header, and every error body is rendered with it.
+pub async fn in_context<F, Fut>(request: Request, handler: F) -> Response
 where
-    F: FnOnce(Request) -> Fut,
+    F: FnOnce(Request, RequestId) -> Fut,
     Fut: Future<Output = Response>,
 {
     let id = RequestId::generate();
-    request.extensions_mut().insert(id.clone());
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %logged_path(request.uri().path()));
-    let mut response = handler(request).instrument(span.clone()).await;
+    let mut response = handler(request, id.clone()).instrument(span.clone()).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         response = with_body(response, &error, &id);
     } else if response.status().is_client_error() || response.status().is_server_error() {

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{ClientAddr, Routes};
+use super::Routes;
 
 /// How long a client may take over the TLS handshake: a slow or silent client must not
 /// hold a task forever.
@@ -59,9 +59,8 @@ pub async fn serve(
             tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
         }
         let routes = routes.clone();
-        let service = service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(ClientAddr(remote));
-            let response = routes.respond(request.map(Body::new));
+        let service = service_fn(move |request: Request<Incoming>| {
+            let response = routes.respond(request.map(Body::new), remote);
             async move { Ok::<_, Infallible>(response.await) }
         });
         let tls = tls.clone();

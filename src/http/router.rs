@@ -1,6 +1,7 @@
 //! Every route of the server and the layers around them.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -13,7 +14,7 @@ use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::error::{in_context, request_context};
-use super::ApiError;
+use super::{ApiError, ClientAddr};
 use crate::api::{admin, ingest, ops, read, AppState};
 
 /// Largest admin API body: connector documents are a few KiB.
@@ -37,19 +38,24 @@ impl Routes {
         }
     }
 
-    /// The response to `request`.
-    pub fn respond(&self, request: Request) -> impl Future<Output = Response> + Send + 'static {
+    /// The response to `request` from `client`.
+    pub fn respond(
+        &self,
+        mut request: Request,
+        client: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + 'static {
         let direct =
             ingest::direct_webhook_stream(request.method(), request.uri().path()).is_some();
         let state = self.state.clone();
         let router = self.router.clone();
         async move {
             if direct {
-                in_context(request, |request| {
-                    recover_panics(ingest::webhook_direct(state, request))
+                in_context(request, |request, id| {
+                    recover_panics(ingest::webhook_direct(state, request, id, client))
                 })
                 .await
             } else {
+                request.extensions_mut().insert(ClientAddr(client));
                 match router.oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},

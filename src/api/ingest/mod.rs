@@ -12,7 +12,7 @@ mod idempotency;
 mod items;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -63,22 +63,18 @@ impl PushRequest {
     fn new(
         parts: Parts,
         body: Body,
-        stream: Option<String>,
-        url_key: Option<String>,
-    ) -> Result<Self, ApiError> {
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .cloned()
-            .ok_or_else(|| ApiError::internal("the request has no id"))?;
-        Ok(PushRequest {
+        (stream, url_key): (Option<String>, Option<String>),
+        request_id: RequestId,
+        client: Option<IpAddr>,
+    ) -> Self {
+        PushRequest {
             stream,
             url_key,
             request_id,
-            client: parts.extensions.get::<ClientAddr>().map(|c| c.0.ip()),
+            client,
             headers: parts.headers,
             body,
-        })
+        }
     }
 }
 
@@ -91,8 +87,14 @@ impl<S: Send + Sync> FromRequest<S> for PushRequest {
             Path::<HashMap<String, String>>::from_request_parts(&mut parts, state)
                 .await
                 .map_err(|e| ApiError::invalid_payload(format!("invalid path: {e}")))?;
-        let (stream, url_key) = (params.remove("stream"), params.remove("key"));
-        PushRequest::new(parts, body, stream, url_key)
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("the request has no id"))?;
+        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        let path = (params.remove("stream"), params.remove("key"));
+        Ok(PushRequest::new(parts, body, path, request_id, client))
     }
 }
 
@@ -111,15 +113,18 @@ pub fn direct_webhook_stream<'a>(method: &Method, path: &'a str) -> Option<&'a s
 
 /// Serves a request [`direct_webhook_stream`] chose exactly as the router's
 /// [`webhook`] route would, without the router's per-request routing and boxing: the
-/// ingest hot path.
-pub async fn webhook_direct(state: AppState, request: Request) -> Response {
+/// ingest hot path. `request_id` and `client` come as arguments, not as request
+/// extensions.
+pub async fn webhook_direct(
+    state: AppState,
+    request: Request,
+    request_id: RequestId,
+    client: SocketAddr,
+) -> Response {
     let (parts, body) = request.into_parts();
     let stream = direct_webhook_stream(&parts.method, parts.uri.path()).map(str::to_owned);
-    let result = match PushRequest::new(parts, body, stream, None) {
-        Ok(request) => serve(&state, Route::Webhook, request).await,
-        Err(error) => Err(error),
-    };
-    result.into_response()
+    let request = PushRequest::new(parts, body, (stream, None), request_id, Some(client.ip()));
+    serve(&state, Route::Webhook, request).await.into_response()
 }
 
 /// `POST /api/webhook/{stream}` and `…/batch`, with the key in a header or the URL.
