@@ -1,9 +1,10 @@
 //! Errors as the API shows them, and the request id every response carries.
 //!
 //! Every failure answers `{"error":{"code","message","requestId"}}` with the same id
-//! as the `X-Request-Id` header. Handlers return [`ApiError`]; [`request_context`]
-//! stamps the id and also turns errors from outside the handlers (unknown routes,
-//! rejected bodies, panics) into that same shape.
+//! as the `X-Request-Id` header. Handlers return [`ApiError`]; [`in_context`] (run by
+//! the router's [`request_context`] middleware and by the webhook hot path) stamps the
+//! id and also turns errors from outside the handlers (unknown routes, rejected bodies,
+//! panics) into that same shape.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -1,10 +1,9 @@
 //! Accept loops: one per listener, each connection on its own task, HTTP/1.1 and
 //! HTTP/2 on the same port (ALPN for TLS, the preface for plain HTTP).
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::convert::Infallible;
 
 use axum::body::Body;
 use axum::extract::Request;

@@ -22,7 +22,7 @@ const ADMIN_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
 /// Everything the listeners serve: webhook pushes go straight to their handler (the
 /// ingest hot path, spared the router's per-request matching, boxing and layers), all
-/// else through [`router`]. Both get the same request context and panic recovery.
+/// else through the router. Both get the same request context and panic recovery.
 #[derive(Clone)]
 pub struct Routes {
     router: Router,

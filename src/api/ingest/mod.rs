@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -58,10 +57,10 @@ pub struct PushRequest {
 }
 
 impl PushRequest {
-    /// The request's parts as the push handlers use them; `stream` and `url_key` come
-    /// from the path.
+    /// A request as the push handlers use it; `stream` and `url_key` come from the
+    /// path.
     fn new(
-        parts: Parts,
+        headers: HeaderMap,
         body: Body,
         (stream, url_key): (Option<String>, Option<String>),
         request_id: RequestId,
@@ -72,7 +71,7 @@ impl PushRequest {
             url_key,
             request_id,
             client,
-            headers: parts.headers,
+            headers,
             body,
         }
     }
@@ -94,7 +93,13 @@ impl<S: Send + Sync> FromRequest<S> for PushRequest {
             .ok_or_else(|| ApiError::internal("the request has no id"))?;
         let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
         let path = (params.remove("stream"), params.remove("key"));
-        Ok(PushRequest::new(parts, body, path, request_id, client))
+        Ok(PushRequest::new(
+            parts.headers,
+            body,
+            path,
+            request_id,
+            client,
+        ))
     }
 }
 
@@ -123,7 +128,8 @@ pub async fn webhook_direct(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let stream = direct_webhook_stream(&parts.method, parts.uri.path()).map(str::to_owned);
-    let request = PushRequest::new(parts, body, (stream, None), request_id, Some(client.ip()));
+    let client = Some(client.ip());
+    let request = PushRequest::new(parts.headers, body, (stream, None), request_id, client);
     serve(&state, Route::Webhook, request).await.into_response()
 }
 
@@ -207,6 +213,8 @@ async fn accept(
         ));
     }
     match route {
+        // Boxed: an import's state is large, and inline it would size every webhook
+        // request's future too.
         Route::Bulk => Box::pin(bulk::accept(state, connector, request)).await,
         Route::Webhook | Route::Api => whole(state, connector, route, request).await,
     }
@@ -263,8 +271,8 @@ async fn whole(
         Route::Webhook | Route::Bulk => (items::webhook_items(value, &rules)?, None),
     };
     // The headers and the body share the connection's read buffer: released before
-    // the wait for the commit, the connection reads its next request into the same
-    // buffer instead of a new one.
+    // the wait for the commit, the connection can read its next request into that
+    // buffer rather than allocate another.
     drop(rules);
     drop((headers, raw));
     let items = upserts.len();
