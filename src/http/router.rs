@@ -44,14 +44,14 @@ impl Routes {
         mut request: Request,
         client: SocketAddr,
     ) -> impl Future<Output = Response> + Send + 'static {
-        let direct =
-            ingest::direct_webhook_stream(request.method(), request.uri().path()).is_some();
+        let direct = ingest::direct_webhook_stream(request.method(), request.uri().path())
+            .map(str::to_owned);
         let state = self.state.clone();
         let router = self.router.clone();
         async move {
-            if direct {
+            if let Some(stream) = direct {
                 in_context(request, |request, id| {
-                    recover_panics(ingest::webhook_direct(state, request, id, client))
+                    recover_panics(ingest::webhook_direct(state, request, stream, id, client))
                 })
                 .await
             } else {

@@ -116,20 +116,20 @@ pub fn direct_webhook_stream<'a>(method: &Method, path: &'a str) -> Option<&'a s
     (!stream.is_empty() && !stream.contains(['/', '%'])).then_some(stream)
 }
 
-/// Serves a request [`direct_webhook_stream`] chose exactly as the router's
-/// [`webhook`] route would, without the router's per-request routing and boxing: the
-/// ingest hot path. `request_id` and `client` come as arguments, not as request
-/// extensions.
+/// Serves a request to `stream` that [`direct_webhook_stream`] chose exactly as the
+/// router's [`webhook`] route would, without the router's per-request routing and
+/// boxing: the ingest hot path. `request_id` and `client` come as arguments, not as
+/// request extensions.
 pub async fn webhook_direct(
     state: AppState,
     request: Request,
+    stream: String,
     request_id: RequestId,
     client: SocketAddr,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let stream = direct_webhook_stream(&parts.method, parts.uri.path()).map(str::to_owned);
-    let client = Some(client.ip());
-    let request = PushRequest::new(parts.headers, body, (stream, None), request_id, client);
+    let path = (Some(stream), None);
+    let request = PushRequest::new(parts.headers, body, path, request_id, Some(client.ip()));
     serve(&state, Route::Webhook, request).await.into_response()
 }
 
