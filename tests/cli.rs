@@ -326,3 +326,13 @@ async fn reset_admin_token_replaces_a_stopped_servers_token() {
         reqwest::StatusCode::OK
     );
 }
+
+/// The harness ends a command that hangs and fails the test with what it printed, so a
+/// CLI that never returns fails in a minute instead of holding the run.
+#[test]
+#[should_panic(expected = "did not finish within")]
+fn a_command_that_hangs_fails_its_test() {
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", "echo started; sleep 30"]);
+    common::output_within(command, "", std::time::Duration::from_millis(300));
+}

@@ -25,14 +25,73 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_datapool")
 }
 
+/// How long one run of the binary as a command (not a server) may take before the test
+/// fails: every such command answers within seconds, so a hang fails fast instead of
+/// holding the test until the runner's own limit.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Runs the binary to completion with `args` and a clean environment plus `env`.
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(binary())
-        .env_clear()
-        .envs(env.iter().copied())
-        .args(args)
-        .output()
-        .expect("run datapool")
+    let mut command = Command::new(binary());
+    command.env_clear().envs(env.iter().copied()).args(args);
+    output_within(command, "", COMMAND_TIMEOUT)
+}
+
+/// Runs `command` with `stdin` as its standard input and collects its output; kills it
+/// and fails the test, with what it printed so far, when it takes longer than `limit`.
+pub fn output_within(mut command: Command, stdin: &str, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run datapool");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    let stdout = read_all(child.stdout.take().expect("stdout"));
+    let stderr = read_all(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for datapool") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (out, err) = (joined(stdout), joined(stderr));
+            panic!(
+                "{command:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: joined(stdout),
+        stderr: joined(stderr),
+    }
+}
+
+/// Reads `pipe` to its end on a thread of its own, so a full pipe cannot stall the child.
+fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        let _ = tx.send(bytes);
+    });
+    rx
+}
+
+/// What a reader collected, once its pipe closed; a pipe still held open a second after
+/// the child ended (by a process it started) gives what is there: nothing.
+fn joined(reader: mpsc::Receiver<Vec<u8>>) -> Vec<u8> {
+    reader
+        .recv_timeout(Duration::from_secs(1))
+        .unwrap_or_default()
 }
 
 /// How to start a server.
@@ -288,17 +347,8 @@ impl TestServer {
             .args(["--url", &format!("https://{}", self.https)])
             .arg("--ca-cert")
             .arg(self.cert_file())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("run the CLI");
-        let mut input = child.stdin.take().expect("stdin");
-        input
-            .write_all(stdin.unwrap_or("").as_bytes())
-            .expect("write stdin");
-        drop(input);
-        child.wait_with_output().expect("CLI output")
+            .args(args);
+        output_within(command, stdin.unwrap_or(""), COMMAND_TIMEOUT)
     }
 }
 
