@@ -39,7 +39,8 @@ pub struct Services {
     pub auth_failures: Arc<FailedAuthLimiter>,
     /// Submits writes to the journal and follows their application.
     pub ingest: Ingest,
-    /// Push connectors by ingest key, cached.
+    /// Push connectors by ingest key, cached; every connector write goes through it so
+    /// that none leaves a revoked key cached.
     pub push: Arc<PushConnectors>,
     /// Token buckets per connector.
     pub rates: Arc<RateLimiter>,

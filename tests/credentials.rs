@@ -1,0 +1,130 @@
+//! Credentials at their edges, through the real binary: a revoked key stops working
+//! for the very next request, where a key may travel (`?key=`), whose address the
+//! failed-credential limiter counts behind a proxy, and the challenges and retry hints
+//! of refusals.
+
+mod common;
+
+use common::{all_items, assert_error, create_connector, push, push_ok, send, webhook, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// A webhook connector document for `stream`, with `extra` fields merged in.
+fn connector(stream: &str, extra: Value) -> Value {
+    let mut doc = json!({"name": stream, "type": "webhook", "stream": stream});
+    if let (Some(doc), Value::Object(extra)) = (doc.as_object_mut(), extra) {
+        doc.extend(extra);
+    }
+    doc
+}
+
+/// The ids of every item of `stream`, read with the admin token.
+async fn item_ids(server: &TestServer, stream: &str) -> Vec<String> {
+    all_items(server, stream, &server.token())
+        .await
+        .iter()
+        .map(|item| item["id"].as_str().expect("item id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deleted_connectors_key_is_refused_by_the_next_push_and_stores_nothing() {
+    let server = TestServer::start().await;
+    let (id, key) =
+        create_connector(&server, &connector("sales", json!({"itemKey": "region"}))).await;
+    push_ok(&server, "sales", &key, &json!({"region": "North"})).await;
+    let deleted = server
+        .admin(Method::DELETE, &format!("/api/admin/connectors/{id}"), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+
+    let after = push(&server, "sales", &key, &json!({"region": "South"})).await;
+    assert_error(&after, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    assert_eq!(item_ids(&server, "sales").await, ["North"]);
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_refused_at_once_and_the_new_one_works() {
+    let server = TestServer::start().await;
+    let (id, old) = create_connector(&server, &connector("sales", json!({}))).await;
+    push_ok(&server, "sales", &old, &json!({"n": 1})).await;
+    let rotated = server.connector_action(&id, "rotate-key").await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let new = rotated.body["ingestKey"].as_str().expect("new key");
+
+    let refused = push(&server, "sales", &old, &json!({"n": 2})).await;
+    assert_error(&refused, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    push_ok(&server, "sales", new, &json!({"n": 3})).await;
+}
+
+#[tokio::test]
+async fn a_disabled_connector_refuses_the_next_push_and_an_enabled_one_takes_it() {
+    let server = TestServer::start().await;
+    let (id, key) = create_connector(&server, &connector("sales", json!({}))).await;
+    push_ok(&server, "sales", &key, &json!({"n": 1})).await;
+    assert_eq!(
+        server.connector_action(&id, "disable").await.status,
+        StatusCode::OK
+    );
+    let refused = push(&server, "sales", &key, &json!({"n": 2})).await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "CONNECTOR_DISABLED");
+    assert_eq!(
+        server.connector_action(&id, "enable").await.status,
+        StatusCode::OK
+    );
+    push_ok(&server, "sales", &key, &json!({"n": 3})).await;
+}
+
+#[tokio::test]
+async fn turning_basic_auth_off_refuses_the_next_basic_push() {
+    let server = TestServer::start().await;
+    let doc = connector("sales", json!({"auth": {"basic": true}}));
+    let (id, key) = create_connector(&server, &doc).await;
+    let basic = || {
+        webhook(&server, "sales", "")
+            .basic_auth("any", Some(&key))
+            .json(&json!({"n": 1}))
+    };
+    assert_eq!(send(basic()).await.status, StatusCode::ACCEPTED);
+    let patch = json!({"auth": {"basic": false}});
+    let patched = server
+        .admin(
+            Method::PATCH,
+            &format!("/api/admin/connectors/{id}"),
+            Some(&patch),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_error(
+        &send(basic()).await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_read_key_is_refused_by_the_next_read() {
+    let server = TestServer::start().await;
+    let issued = server
+        .admin(
+            Method::POST,
+            "/api/admin/read-keys",
+            Some(&json!({"name": "lobby"})),
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    let key = issued.body["key"].as_str().expect("read key");
+    let id = issued.body["readKey"]["id"].as_str().expect("read key id");
+    let read = server
+        .call(Method::GET, "/api/streams", Some(key), None)
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    let revoked = server
+        .admin(Method::DELETE, &format!("/api/admin/read-keys/{id}"), None)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
+    let refused = server
+        .call(Method::GET, "/api/streams", Some(key), None)
+        .await;
+    assert_error(&refused, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+}
