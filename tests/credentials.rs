@@ -5,7 +5,11 @@
 
 mod common;
 
-use common::{all_items, assert_error, create_connector, push, push_ok, send, webhook, TestServer};
+use common::credentials::HalfSentRequest;
+use common::{
+    all_items, assert_error, create_connector, eventually, push, push_ok, send, webhook, Answer,
+    Options, TestServer, EVENTUALLY,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -127,4 +131,76 @@ async fn a_deleted_read_key_is_refused_by_the_next_read() {
         .call(Method::GET, "/api/streams", Some(key), None)
         .await;
     assert_error(&refused, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+}
+
+/// The `WWW-Authenticate` challenges of `answer`, in order.
+fn challenges(answer: &Answer) -> Vec<&str> {
+    answer
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|value| value.to_str().expect("ASCII challenge"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_push_without_a_key_to_a_stream_that_accepts_basic_is_challenged_for_basic_too() {
+    let server = TestServer::start().await;
+    let doc = connector("sales", json!({"auth": {"basic": true}}));
+    let (_, key) = create_connector(&server, &doc).await;
+    create_connector(&server, &connector("footfall", json!({}))).await;
+
+    let anonymous = push(&server, "sales", "", &json!({"n": 1})).await;
+    assert_error(&anonymous, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    assert_eq!(
+        challenges(&anonymous),
+        ["Bearer", "Basic realm=\"datapool\""]
+    );
+    let answered = webhook(&server, "sales", "").basic_auth("any", Some(&key));
+    assert_eq!(
+        send(answered.json(&json!({"n": 1}))).await.status,
+        StatusCode::ACCEPTED
+    );
+
+    let bearer_only = push(&server, "footfall", "", &json!({"n": 1})).await;
+    assert_error(&bearer_only, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    assert_eq!(challenges(&bearer_only), ["Bearer"]);
+}
+
+#[tokio::test]
+async fn a_failed_basic_attempt_is_challenged_for_basic_again() {
+    let server = TestServer::start().await;
+    let wrong = server
+        .client()
+        .post(server.url("/api/ingest"))
+        .basic_auth("any", Some("ik_000000000000_wrong"))
+        .json(&json!({"stream": "sales", "items": []}));
+    let answer = send(wrong).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    assert_eq!(challenges(&answer), ["Bearer", "Basic realm=\"datapool\""]);
+}
+
+#[tokio::test]
+async fn a_request_that_arrives_while_shutting_down_gets_503_with_retry_after() {
+    let args = vec!["--http-listen".to_owned(), "127.0.0.1:0".to_owned()];
+    let mut server = TestServer::start_with(Options {
+        args,
+        ..Default::default()
+    })
+    .await;
+    let plain = server.http.expect("plain listener");
+    let request = HalfSentRequest::open(plain, "GET /readyz HTTP/1.1\r\nHost: datapool\r\n").await;
+    server.signal("TERM");
+    eventually(EVENTUALLY, "the shutdown to start", async || {
+        server.logs().contains("shutting down").then_some(())
+    })
+    .await;
+
+    let (status, headers) = request.finish().await;
+    assert_eq!(status, 503, "{headers:?}");
+    assert!(
+        headers.contains(&"retry-after: 5".to_owned()),
+        "{headers:?}"
+    );
+    assert!(server.stop("TERM").await.success());
 }

@@ -12,7 +12,7 @@ use std::future::Future;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -26,6 +26,15 @@ use crate::store::StoreError;
 
 /// Longest body of a foreign error response read back to become the message.
 const FOREIGN_MESSAGE_LIMIT: usize = 4096;
+/// `Retry-After` of every 503: overload passes and a restart completes within a few
+/// seconds, and a sender that waits this long does not hammer a server that is busy or
+/// coming back.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 5;
+/// The challenge of every 401: an ingest, read or admin key as a bearer token.
+const BEARER_CHALLENGE: HeaderValue = HeaderValue::from_static("Bearer");
+/// The extra challenge of a 401 where HTTP Basic is accepted: clients that send Basic
+/// credentials only once challenged (.NET, Java) then do.
+const BASIC_CHALLENGE: HeaderValue = HeaderValue::from_static("Basic realm=\"datapool\"");
 
 /// `req_` and 16 hex characters: names one request in responses and logs.
 #[derive(Clone, Debug)]
@@ -55,15 +64,19 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<u64>,
+    basic_challenge: bool,
 }
 
 impl ApiError {
+    /// Every error is made here, so every 503 carries `Retry-After`.
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
             message: message.into(),
-            retry_after: None,
+            retry_after: (status == StatusCode::SERVICE_UNAVAILABLE)
+                .then_some(UNAVAILABLE_RETRY_AFTER_SECONDS),
+            basic_challenge: false,
         }
     }
 
@@ -134,7 +147,7 @@ impl ApiError {
         Self::new(StatusCode::BAD_GATEWAY, "SOURCE_ERROR", message)
     }
 
-    /// 503 `UNAVAILABLE`: overloaded or shutting down.
+    /// 503 `UNAVAILABLE` with `Retry-After`: overloaded or shutting down.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
     }
@@ -148,6 +161,13 @@ impl ApiError {
             "INTERNAL",
             "internal error; the server log has the cause",
         )
+    }
+
+    /// This 401 also offers HTTP Basic (`WWW-Authenticate: Basic realm="datapool"`),
+    /// for a request to where Basic is accepted.
+    pub fn with_basic_challenge(mut self) -> Self {
+        self.basic_challenge = true;
+        self
     }
 
     /// The HTTP status.
@@ -192,18 +212,9 @@ impl From<StoreError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The status, with the error kept for [`in_context`] to render with its headers.
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
         response.extensions_mut().insert(self);
         response
     }
@@ -268,7 +279,22 @@ fn with_body(response: Response, error: &ApiError, id: &RequestId) -> Response {
         HeaderValue::from_static("application/json"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
+    add_hints(&mut parts.headers, error);
     Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+/// The headers that tell a client what to do next: the challenges of a 401, the
+/// `Retry-After` of a 429 or 503.
+fn add_hints(headers: &mut HeaderMap, error: &ApiError) {
+    if error.status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, BEARER_CHALLENGE);
+        if error.basic_challenge {
+            headers.append(header::WWW_AUTHENTICATE, BASIC_CHALLENGE);
+        }
+    }
+    if let Some(seconds) = error.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
 }
 
 /// An error response not made by [`ApiError`] (an unknown route, a rejected body, a

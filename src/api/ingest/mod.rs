@@ -170,9 +170,7 @@ async fn serve(state: &AppState, route: Route, request: PushRequest) -> Result<R
     }
     let Some((target, presented)) = credentials::authenticate(state, &request)? else {
         state.activity.refused_unknown(request.client);
-        return Err(ApiError::unauthorized(
-            "missing or invalid ingest key (Authorization: Bearer ik_…)",
-        ));
+        return Err(credentials::refusal(state, &request)?);
     };
     let started = Instant::now();
     let connector = &target.connector;
