@@ -204,3 +204,88 @@ async fn a_request_that_arrives_while_shutting_down_gets_503_with_retry_after() 
     );
     assert!(server.stop("TERM").await.success());
 }
+
+/// Issues a read key for all streams; returns it.
+async fn read_key(server: &TestServer) -> String {
+    let issued = server
+        .admin(
+            Method::POST,
+            "/api/admin/read-keys",
+            Some(&json!({"name": "lobby"})),
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    issued.body["key"].as_str().expect("read key").to_owned()
+}
+
+/// Calls `path` with `?key=` (appended to its query) and no `Authorization` header.
+async fn with_query_key(server: &TestServer, method: Method, path: &str, key: &str) -> Answer {
+    let separator = if path.contains('?') { '&' } else { '?' };
+    let url = server.url(&format!("{path}{separator}key={key}"));
+    send(server.client().request(method, url)).await
+}
+
+/// Asserts the 401 that refuses a key in the query string.
+fn assert_refused_in_query(answer: &Answer, request: &str) {
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "{request}: {}",
+        answer.body
+    );
+    let message = assert_error(answer, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    assert!(message.contains("?key="), "{request}: {message}");
+    assert!(
+        message.contains("Authorization: Bearer"),
+        "{request}: {message}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_in_the_query_is_refused_except_a_read_key_on_events() {
+    let server = TestServer::start_with(Options {
+        env: vec![("RUST_LOG".to_owned(), "debug".to_owned())],
+        ..Default::default()
+    })
+    .await;
+    let (_, ingest) =
+        create_connector(&server, &connector("sales", json!({"itemKey": "region"}))).await;
+    push_ok(&server, "sales", &ingest, &json!({"region": "North"})).await;
+    let admin = server.token();
+    let reader = read_key(&server).await;
+
+    for (method, path, key) in [
+        (Method::GET, "/api/streams", &admin),
+        (Method::GET, "/api/streams/sales/items?limit=10", &admin),
+        (Method::GET, "/api/streams/sales/items/North", &reader),
+        (Method::GET, "/api/streams", &reader),
+        (Method::DELETE, "/api/streams/sales/items/North", &admin),
+        (Method::GET, "/api/streams/sales/events", &admin),
+        (Method::GET, "/api/streams/sales/events", &ingest),
+        (Method::GET, "/api/admin/connectors", &admin),
+    ] {
+        let answer = with_query_key(&server, method.clone(), path, key).await;
+        assert_refused_in_query(&answer, &format!("{method} {path}"));
+    }
+    assert_eq!(
+        item_ids(&server, "sales").await,
+        ["North"],
+        "the item is still there"
+    );
+
+    let url = server.url(&format!("/api/streams/sales/events?key={reader}"));
+    let events = server.client().get(url).send().await.expect("request sent");
+    assert_eq!(events.status(), StatusCode::OK);
+    let content_type = events.headers()["content-type"].to_str().expect("ASCII");
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+    drop(events);
+
+    let logs = server.logs();
+    for secret in [&admin, &reader, &ingest] {
+        let secret_part = secret.rsplit('_').next().expect("secret");
+        assert!(!logs.contains(secret_part), "a key's secret is in the log");
+    }
+}

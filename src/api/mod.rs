@@ -9,13 +9,13 @@ pub mod read;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Uri};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use tokio::sync::Semaphore;
 
-use crate::auth::{Credential, FailedAuthLimiter, KeyRecord, RateLimiter};
+use crate::auth::{Credential, FailedAuthLimiter, KeyKind, KeyRecord, RateLimiter};
 use crate::connectors::{Activity, Pollers, PushConnectors};
 use crate::http::ApiError;
 use crate::ingest::Ingest;
@@ -99,6 +99,45 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether a route takes a key in the query string (`?key=`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum QueryKey {
+    /// No: only `Authorization: Bearer`.
+    Refused,
+    /// A read key, for EventSource (SPEC §5).
+    ReadKey,
+}
+
+/// The bearer token, else a key in the query where `query` allows it. Any other key in
+/// the query is refused without being checked (nor counted as a failed attempt): a
+/// credential in a URL ends up in browser histories and proxy logs, so only a read key,
+/// and only where EventSource needs it, may travel there.
+pub fn presented_token(
+    uri: &Uri,
+    headers: &HeaderMap,
+    query: QueryKey,
+) -> Result<Option<String>, ApiError> {
+    let bearer = bearer_token(headers).map(str::to_owned);
+    let Some(key) = query_key(uri) else {
+        return Ok(bearer);
+    };
+    if query == QueryKey::Refused || KeyKind::claimed_by(&key) != Some(KeyKind::Read) {
+        return Err(ApiError::unauthorized(
+            "a key in the query string (?key=) is accepted only for a read key on \
+             GET /api/streams/{stream}/events; send Authorization: Bearer <key>",
+        ));
+    }
+    Ok(bearer.or(Some(key)))
+}
+
+/// The value of `?key=`, if the query has one.
+fn query_key(uri: &Uri) -> Option<String> {
+    let query = uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "key")
+        .map(|(_, value)| value.into_owned())
 }
 
 /// A JSON request body: absent or JSON content type, else 415; invalid JSON is a 400
