@@ -289,3 +289,101 @@ async fn a_key_in_the_query_is_refused_except_a_read_key_on_events() {
         assert!(!logs.contains(secret_part), "a key's secret is in the log");
     }
 }
+
+/// Failed authentications an address may make in a minute before it gets 429 (SPEC §2).
+const FAILURES_ALLOWED: usize = 20;
+
+/// `GET /api/streams` with `token` as bearer, as forwarded for `forwarded_for` when
+/// given.
+async fn list_streams(server: &TestServer, token: &str, forwarded_for: Option<&str>) -> Answer {
+    let mut request = server
+        .client()
+        .get(server.url("/api/streams"))
+        .bearer_auth(token);
+    if let Some(address) = forwarded_for {
+        request = request.header("x-forwarded-for", address);
+    }
+    send(request).await
+}
+
+/// A token of the right shape that no server issued.
+fn wrong_token() -> String {
+    format!("at_000000000000_{}", "A".repeat(40))
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_failed_credentials_lock_out_the_forwarded_client_only() {
+    let server = TestServer::start_with(Options {
+        env: vec![(
+            "DATAPOOL_TRUSTED_PROXIES".to_owned(),
+            "127.0.0.0/8".to_owned(),
+        )],
+        ..Default::default()
+    })
+    .await;
+    let attacker = Some("198.51.100.1, 203.0.113.7");
+    for _ in 0..FAILURES_ALLOWED {
+        let refused = list_streams(&server, &wrong_token(), attacker).await;
+        assert_error(&refused, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    }
+    let locked = list_streams(&server, &server.token(), attacker).await;
+    assert_error(&locked, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
+
+    let admin = list_streams(&server, &server.token(), Some("203.0.113.8")).await;
+    assert_eq!(admin.status, StatusCode::OK, "{}", admin.body);
+    let proxy_itself = list_streams(&server, &server.token(), None).await;
+    assert_eq!(proxy_itself.status, StatusCode::OK, "{}", proxy_itself.body);
+    assert!(
+        server.logs().contains("203.0.113.7"),
+        "the log names the forwarded client"
+    );
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_x_forwarded_for_cannot_dodge_the_limiter() {
+    let server = TestServer::start().await;
+    for n in 0..FAILURES_ALLOWED {
+        let spoofed = format!("203.0.113.{n}");
+        let refused = list_streams(&server, &wrong_token(), Some(&spoofed)).await;
+        assert_error(&refused, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    }
+    let locked = list_streams(&server, &server.token(), Some("203.0.113.200")).await;
+    assert_error(&locked, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
+}
+
+#[test]
+fn trusted_proxies_come_from_the_file_or_the_environment_and_bad_ones_stop_start_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("datapool.toml");
+    std::fs::write(&file, "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\n").expect("write");
+    let file = file.to_str().expect("UTF-8 path");
+    let check =
+        |env: &[(&str, &str)]| common::run(&["check-config", "--json", "--config", file], env);
+
+    let from_file = check(&[]);
+    assert!(from_file.status.success(), "{from_file:?}");
+    let settings: Value = serde_json::from_slice(&from_file.stdout).expect("JSON settings");
+    assert_eq!(
+        settings["trusted_proxies"],
+        json!(["10.0.0.0/8", "192.0.2.1/32"])
+    );
+
+    let from_env = check(&[("DATAPOOL_TRUSTED_PROXIES", "172.16.0.0/12,fd00::/8")]);
+    let settings: Value = serde_json::from_slice(&from_env.stdout).expect("JSON settings");
+    assert_eq!(
+        settings["trusted_proxies"],
+        json!(["172.16.0.0/12", "fd00::/8"])
+    );
+
+    let bad_env = check(&[("DATAPOOL_TRUSTED_PROXIES", "10.0.0.0/8,10.0.0.0/33")]);
+    let bad_file = dir.path().join("bad.toml");
+    std::fs::write(&bad_file, "trusted_proxies = [\"proxy.local\"]\n").expect("write");
+    let bad_file = bad_file.to_str().expect("UTF-8 path");
+    let bad_toml = common::run(&["check-config", "--config", bad_file], &[]);
+    for (output, value) in [(bad_env, "10.0.0.0/33"), (bad_toml, "proxy.local")] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains("invalid trusted proxy"), "{stderr}");
+        assert!(stderr.contains(value), "{stderr}");
+    }
+}

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::{Credential, FailedAuthLimiter, KeyKind, KeyRecord, RateLimiter};
 use crate::connectors::{Activity, Pollers, PushConnectors};
-use crate::http::ApiError;
+use crate::http::{ApiError, TrustedProxies};
 use crate::ingest::Ingest;
 use crate::store::Store;
 
@@ -52,6 +52,8 @@ pub struct Services {
     pub activity: Arc<Activity>,
     /// The SQL pollers' supervisor, told about every connector change.
     pub pollers: Arc<Pollers>,
+    /// The reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Services {

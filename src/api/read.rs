@@ -81,7 +81,7 @@ impl FromRequestParts<AppState> for EventsReader {
 
 impl Reader {
     fn identify(parts: &Parts, state: &AppState, query: QueryKey) -> Result<Self, ApiError> {
-        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
         let token = presented_token(&parts.uri, &parts.headers, query)?;
         let record = state.identify(client, token.as_deref())?;
         match record.kind {

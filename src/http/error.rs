@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::Instrument;
 
+use super::ClientAddr;
 use crate::auth::Credential;
 use crate::ids;
 use crate::ingest::IngestError;
@@ -223,7 +225,8 @@ impl IntoResponse for ApiError {
 /// The router's outermost middleware: [`in_context`] around the rest, which finds the
 /// id among the request's extensions.
 pub async fn request_context(request: Request, next: Next) -> Response {
-    in_context(request, |mut request, id| {
+    let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
+    in_context(request, client, |mut request, id| {
         request.extensions_mut().insert(id);
         next.run(request)
     })
@@ -232,13 +235,17 @@ pub async fn request_context(request: Request, next: Next) -> Response {
 
 /// Runs `handler` on `request` and its id in the request's context: the id names the
 /// tracing span and the `X-Request-Id` header, and every error body is rendered with it.
-pub async fn in_context<F, Fut>(request: Request, handler: F) -> Response
+/// The span also names the `client` address (see [`ClientAddr`]).
+pub async fn in_context<F, Fut>(request: Request, client: Option<IpAddr>, handler: F) -> Response
 where
     F: FnOnce(Request, RequestId) -> Fut,
     Fut: Future<Output = Response>,
 {
     let id = RequestId::generate();
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %logged_path(request.uri().path()));
+    let span = tracing::info_span!("request", request_id = %id, client = tracing::field::Empty, method = %request.method(), path = %logged_path(request.uri().path()));
+    if let Some(client) = client {
+        span.record("client", tracing::field::display(client));
+    }
     let mut response = handler(request, id.clone()).instrument(span.clone()).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         response = with_body(response, &error, &id);

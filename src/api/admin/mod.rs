@@ -20,7 +20,7 @@ pub async fn require_admin(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let client = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+    let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
     let token = presented_token(request.uri(), request.headers(), QueryKey::Refused)?;
     let record = state.identify(client, token.as_deref())?;
     if record.kind != KeyKind::Admin {
