@@ -4,7 +4,8 @@
 //! as the `X-Request-Id` header. Handlers return [`ApiError`]; [`in_context`] (run by
 //! the router's [`request_context`] middleware and by the webhook hot path) stamps the
 //! id and also turns errors from outside the handlers (unknown routes, rejected bodies,
-//! panics) into that same shape.
+//! panics) into that same shape, with the headers that say what to do next: the
+//! challenges of a 401, the `Retry-After` of a 429 or 503.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -222,8 +223,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router's outermost middleware: [`in_context`] around the rest, which finds the
-/// id among the request's extensions.
+/// The router's outermost middleware: [`in_context`] for the client address the
+/// listener's dispatch put among the request's extensions, around the rest, which finds
+/// the id there.
 pub async fn request_context(request: Request, next: Next) -> Response {
     let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
     in_context(request, client, |mut request, id| {
