@@ -18,6 +18,7 @@ use crate::auth::{Credential, FailedAuthLimiter, KeyKind, RateLimiter};
 use crate::config::Config;
 use crate::connectors::{run_flusher, Activity, PollContext, Pollers, PushConnectors};
 use crate::http::tls::{self, TlsError};
+use crate::http::TrustedProxies;
 use crate::ingest::{retention, Ingest};
 use crate::store::{Store, StoreError};
 use crate::{http, private_file};
@@ -123,6 +124,7 @@ impl Server {
             keys_in_flight: Arc::default(),
             activity,
             pollers,
+            trusted_proxies: TrustedProxies::new(self.config.trusted_proxies.clone()),
         });
         let routes = http::Routes::new(state);
         let drain = Duration::from_secs(self.config.shutdown_timeout_seconds);

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::http::ProxyNet;
+
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/datapool/datapool.toml";
 /// Where the store lives unless configured.
@@ -93,6 +95,14 @@ pub struct ServerOptions {
         value_name = "SECONDS"
     )]
     pub shutdown_timeout_seconds: Option<u64>,
+    /// Reverse proxies whose X-Forwarded-For names the client, as CIDRs or addresses, comma-separated [default: none]
+    #[arg(
+        long,
+        env = "DATAPOOL_TRUSTED_PROXIES",
+        value_name = "CIDRS",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<ProxyNet>>,
 }
 
 impl ServerOptions {
@@ -108,6 +118,7 @@ impl ServerOptions {
             shutdown_timeout_seconds: self
                 .shutdown_timeout_seconds
                 .or(lower.shutdown_timeout_seconds),
+            trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
         }
     }
 }
@@ -129,6 +140,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Seconds a shutdown waits for requests in flight.
     pub shutdown_timeout_seconds: u64,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for failed-credential
+    /// limiting and logs; empty means the header is ignored.
+    pub trusted_proxies: Vec<ProxyNet>,
 }
 
 impl Config {
@@ -161,6 +175,7 @@ impl Config {
             shutdown_timeout_seconds: o
                 .shutdown_timeout_seconds
                 .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
+            trusted_proxies: o.trusted_proxies.unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)
@@ -198,7 +213,7 @@ impl Config {
     /// The settings as TOML, as `check-config` prints them. No setting is a secret yet;
     /// secrets live in the data dir, not in the config.
     pub fn to_toml(&self) -> String {
-        // Paths, addresses, an enum and a number always serialize.
+        // Paths, addresses, an enum, a number and strings always serialize.
         toml::to_string(self).unwrap_or_default()
     }
 }

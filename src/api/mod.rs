@@ -9,15 +9,15 @@ pub mod read;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Uri};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use tokio::sync::Semaphore;
 
-use crate::auth::{Credential, FailedAuthLimiter, KeyRecord, RateLimiter};
+use crate::auth::{Credential, FailedAuthLimiter, KeyKind, KeyRecord, RateLimiter};
 use crate::connectors::{Activity, Pollers, PushConnectors};
-use crate::http::ApiError;
+use crate::http::{ApiError, TrustedProxies};
 use crate::ingest::Ingest;
 use crate::store::Store;
 
@@ -39,7 +39,8 @@ pub struct Services {
     pub auth_failures: Arc<FailedAuthLimiter>,
     /// Submits writes to the journal and follows their application.
     pub ingest: Ingest,
-    /// Push connectors by ingest key, cached.
+    /// Push connectors by ingest key, cached; every connector write goes through it so
+    /// that none leaves a revoked key cached.
     pub push: Arc<PushConnectors>,
     /// Token buckets per connector.
     pub rates: Arc<RateLimiter>,
@@ -51,6 +52,8 @@ pub struct Services {
     pub activity: Arc<Activity>,
     /// The SQL pollers' supervisor, told about every connector change.
     pub pollers: Arc<Pollers>,
+    /// The reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Services {
@@ -98,6 +101,45 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether a route takes a key in the query string (`?key=`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum QueryKey {
+    /// No: only `Authorization: Bearer`.
+    Refused,
+    /// A read key, for EventSource (SPEC §5).
+    ReadKey,
+}
+
+/// The bearer token, else a key in the query where `query` allows it. Any other key in
+/// the query is refused without being checked (nor counted as a failed attempt): a
+/// credential in a URL ends up in browser histories and proxy logs, so only a read key,
+/// and only where EventSource needs it, may travel there.
+pub fn presented_token(
+    uri: &Uri,
+    headers: &HeaderMap,
+    query: QueryKey,
+) -> Result<Option<String>, ApiError> {
+    let bearer = bearer_token(headers).map(str::to_owned);
+    let Some(key) = query_key(uri) else {
+        return Ok(bearer);
+    };
+    if query == QueryKey::Refused || KeyKind::claimed_by(&key) != Some(KeyKind::Read) {
+        return Err(ApiError::unauthorized(
+            "a key in the query string (?key=) is accepted only for a read key on \
+             GET /api/streams/{stream}/events; send Authorization: Bearer <key>",
+        ));
+    }
+    Ok(bearer.or(Some(key)))
+}
+
+/// The value of `?key=`, if the query has one.
+fn query_key(uri: &Uri) -> Option<String> {
+    let query = uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "key")
+        .map(|(_, value)| value.into_owned())
 }
 
 /// A JSON request body: absent or JSON content type, else 415; invalid JSON is a 400

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{bearer_token, AppState};
+use super::{presented_token, AppState, QueryKey};
 use crate::auth::KeyKind;
 use crate::http::{ApiError, ClientAddr};
 use crate::model::{Change, ChangeKind, ReadKey, StreamName, UpsertMode, Write};
@@ -55,20 +55,34 @@ impl Reader {
 impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
 
-    /// A bearer token, or `?key=` for browsers' EventSource, which cannot set headers.
+    /// A bearer token; a key in the query string is refused.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
-        let query_key = parts.uri.query().and_then(|query| {
-            url::form_urlencoded::parse(query.as_bytes())
-                .find(|(name, _)| name == "key")
-                .map(|(_, value)| value.into_owned())
-        });
-        let token = bearer_token(&parts.headers)
-            .map(str::to_owned)
-            .or(query_key);
+        Reader::identify(parts, state, QueryKey::Refused)
+    }
+}
+
+/// The reader of `GET /api/streams/{stream}/events`: a bearer token, or a read key as
+/// `?key=` for browsers' EventSource, which cannot set headers.
+pub struct EventsReader(Reader);
+
+impl FromRequestParts<AppState> for EventsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Reader::identify(parts, state, QueryKey::ReadKey).map(EventsReader)
+    }
+}
+
+impl Reader {
+    fn identify(parts: &Parts, state: &AppState, query: QueryKey) -> Result<Self, ApiError> {
+        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+        let token = presented_token(&parts.uri, &parts.headers, query)?;
         let record = state.identify(client, token.as_deref())?;
         match record.kind {
             KeyKind::Admin => Ok(Reader::Admin),
@@ -183,7 +197,7 @@ pub async fn delete_item(
 /// otherwise the stream opens with `event: reset` and the client reloads.
 pub async fn events(
     State(state): State<AppState>,
-    reader: Reader,
+    EventsReader(reader): EventsReader,
     Path(stream): Path<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {

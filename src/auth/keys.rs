@@ -41,6 +41,14 @@ impl KeyKind {
         }
     }
 
+    /// The kind `token` claims by its prefix, whether or not the rest is well formed:
+    /// enough to refuse a key where its kind may not travel without checking it.
+    pub fn claimed_by(token: &str) -> Option<Self> {
+        token
+            .split_once('_')
+            .and_then(|(prefix, _)| Self::from_prefix(prefix))
+    }
+
     fn from_prefix(prefix: &str) -> Option<Self> {
         [KeyKind::Admin, KeyKind::Ingest, KeyKind::Read]
             .into_iter()

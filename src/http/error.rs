@@ -4,20 +4,23 @@
 //! as the `X-Request-Id` header. Handlers return [`ApiError`]; [`in_context`] (run by
 //! the router's [`request_context`] middleware and by the webhook hot path) stamps the
 //! id and also turns errors from outside the handlers (unknown routes, rejected bodies,
-//! panics) into that same shape.
+//! panics) into that same shape, with the headers that say what to do next: the
+//! challenges of a 401, the `Retry-After` of a 429 or 503.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::Instrument;
 
+use super::ClientAddr;
 use crate::auth::Credential;
 use crate::ids;
 use crate::ingest::IngestError;
@@ -26,6 +29,15 @@ use crate::store::StoreError;
 
 /// Longest body of a foreign error response read back to become the message.
 const FOREIGN_MESSAGE_LIMIT: usize = 4096;
+/// `Retry-After` of every 503: overload passes and a restart completes within a few
+/// seconds, and a sender that waits this long does not hammer a server that is busy or
+/// coming back.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 5;
+/// The challenge of every 401: an ingest, read or admin key as a bearer token.
+const BEARER_CHALLENGE: HeaderValue = HeaderValue::from_static("Bearer");
+/// The extra challenge of a 401 where HTTP Basic is accepted: clients that send Basic
+/// credentials only once challenged (.NET, Java) then do.
+const BASIC_CHALLENGE: HeaderValue = HeaderValue::from_static("Basic realm=\"datapool\"");
 
 /// `req_` and 16 hex characters: names one request in responses and logs.
 #[derive(Clone, Debug)]
@@ -55,15 +67,19 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<u64>,
+    basic_challenge: bool,
 }
 
 impl ApiError {
+    /// Every error is made here, so every 503 carries `Retry-After`.
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
             message: message.into(),
-            retry_after: None,
+            retry_after: (status == StatusCode::SERVICE_UNAVAILABLE)
+                .then_some(UNAVAILABLE_RETRY_AFTER_SECONDS),
+            basic_challenge: false,
         }
     }
 
@@ -134,7 +150,7 @@ impl ApiError {
         Self::new(StatusCode::BAD_GATEWAY, "SOURCE_ERROR", message)
     }
 
-    /// 503 `UNAVAILABLE`: overloaded or shutting down.
+    /// 503 `UNAVAILABLE` with `Retry-After`: overloaded or shutting down.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
     }
@@ -148,6 +164,13 @@ impl ApiError {
             "INTERNAL",
             "internal error; the server log has the cause",
         )
+    }
+
+    /// This 401 also offers HTTP Basic (`WWW-Authenticate: Basic realm="datapool"`),
+    /// for a request to where Basic is accepted.
+    pub fn with_basic_challenge(mut self) -> Self {
+        self.basic_challenge = true;
+        self
     }
 
     /// The HTTP status.
@@ -192,27 +215,20 @@ impl From<StoreError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The status, with the error kept for [`in_context`] to render with its headers.
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
         response.extensions_mut().insert(self);
         response
     }
 }
 
-/// The router's outermost middleware: [`in_context`] around the rest, which finds the
-/// id among the request's extensions.
+/// The router's outermost middleware: [`in_context`] for the client address the
+/// listener's dispatch put among the request's extensions, around the rest, which finds
+/// the id there.
 pub async fn request_context(request: Request, next: Next) -> Response {
-    in_context(request, |mut request, id| {
+    let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
+    in_context(request, client, |mut request, id| {
         request.extensions_mut().insert(id);
         next.run(request)
     })
@@ -221,13 +237,17 @@ pub async fn request_context(request: Request, next: Next) -> Response {
 
 /// Runs `handler` on `request` and its id in the request's context: the id names the
 /// tracing span and the `X-Request-Id` header, and every error body is rendered with it.
-pub async fn in_context<F, Fut>(request: Request, handler: F) -> Response
+/// The span also names the `client` address (see [`ClientAddr`]).
+pub async fn in_context<F, Fut>(request: Request, client: Option<IpAddr>, handler: F) -> Response
 where
     F: FnOnce(Request, RequestId) -> Fut,
     Fut: Future<Output = Response>,
 {
     let id = RequestId::generate();
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %logged_path(request.uri().path()));
+    let span = tracing::info_span!("request", request_id = %id, client = tracing::field::Empty, method = %request.method(), path = %logged_path(request.uri().path()));
+    if let Some(client) = client {
+        span.record("client", tracing::field::display(client));
+    }
     let mut response = handler(request, id.clone()).instrument(span.clone()).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         response = with_body(response, &error, &id);
@@ -268,7 +288,22 @@ fn with_body(response: Response, error: &ApiError, id: &RequestId) -> Response {
         HeaderValue::from_static("application/json"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
+    add_hints(&mut parts.headers, error);
     Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+/// The headers that tell a client what to do next: the challenges of a 401, the
+/// `Retry-After` of a 429 or 503.
+fn add_hints(headers: &mut HeaderMap, error: &ApiError) {
+    if error.status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, BEARER_CHALLENGE);
+        if error.basic_challenge {
+            headers.append(header::WWW_AUTHENTICATE, BASIC_CHALLENGE);
+        }
+    }
+    if let Some(seconds) = error.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
 }
 
 /// An error response not made by [`ApiError`] (an unknown route, a rejected body, a

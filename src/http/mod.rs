@@ -2,16 +2,19 @@
 //! the router, request ids, and the one error body every failure uses.
 
 mod error;
+mod forwarded;
 mod listener;
 mod router;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 pub use error::{ApiError, RequestId};
+pub use forwarded::{ForwardedError, ProxyNet, TrustedProxies};
 pub use listener::serve;
 pub use router::Routes;
 
-/// The peer address of the connection a request came in on, for per-client limits.
+/// The address a request comes from ([`TrustedProxies::client`]), for per-client
+/// limits and logs.
 #[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub SocketAddr);
+pub struct ClientAddr(pub IpAddr);

@@ -38,19 +38,23 @@ impl Routes {
         }
     }
 
-    /// The response to `request` from `client`.
+    /// The response to `request` from `peer`.
     pub fn respond(
         &self,
         mut request: Request,
-        client: SocketAddr,
+        peer: SocketAddr,
     ) -> impl Future<Output = Response> + Send + 'static {
+        let client = self
+            .state
+            .trusted_proxies
+            .client(peer.ip(), request.headers());
         let direct = ingest::direct_webhook_stream(request.method(), request.uri().path())
             .map(str::to_owned);
         let state = self.state.clone();
         let router = self.router.clone();
         async move {
             if let Some(stream) = direct {
-                in_context(request, |request, id| {
+                in_context(request, Some(client), |request, id| {
                     recover_panics(ingest::webhook_direct(state, request, stream, id, client))
                 })
                 .await

@@ -34,7 +34,7 @@ pub async fn create(
         .then(|| Credential::generate(KeyKind::Ingest));
     let connector = Connector::new(spec, key.as_ref().map(|k| k.key_id().to_owned()), now);
     let record = key.as_ref().map(|k| k.record(&connector.id, now));
-    state.store.create_connector(&connector, record.as_ref())?;
+    state.push.create(&connector, record.as_ref())?;
     state.pollers.changed();
     state.activity.note(
         &connector.id,
@@ -160,10 +160,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .delete_connector(&id)
-        .map_err(|e| not_found_as(e, &id))?;
+    state.push.delete(&id).map_err(|e| not_found_as(e, &id))?;
     state.activity.forget(&id)?;
     state.pollers.changed();
     tracing::info!(connector_id = %id, "connector deleted");
@@ -203,10 +200,9 @@ fn modify(
     let mut attempt = 1;
     loop {
         let (next, key) = change(&load(state, id)?)?;
-        match state.store.update_connector(&next, key.as_ref()) {
+        match state.push.update(&next, key.as_ref()) {
             Err(StoreError::Changed) if attempt < MODIFY_ATTEMPTS => attempt += 1,
             result => {
-                state.push.invalidate();
                 state.pollers.changed();
                 return result.map(|()| next).map_err(|e| not_found_as(e, id));
             }

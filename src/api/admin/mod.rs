@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::{bearer_token, AppState};
+use super::{presented_token, AppState, QueryKey};
 use crate::auth::KeyKind;
 use crate::http::{ApiError, ClientAddr};
 
@@ -20,8 +20,9 @@ pub async fn require_admin(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let client = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
-    let record = state.identify(client, bearer_token(request.headers()))?;
+    let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
+    let token = presented_token(request.uri(), request.headers(), QueryKey::Refused)?;
+    let record = state.identify(client, token.as_deref())?;
     if record.kind != KeyKind::Admin {
         tracing::info!(key_id = %record.key_id, "a non-admin key was used on the admin API");
         return Err(ApiError::forbidden(

@@ -48,6 +48,25 @@ pub(super) fn authenticate(
         .map(|target| (target, presented)))
 }
 
+/// The 401 for a request without a valid key. It also offers HTTP Basic when the
+/// request tried Basic or its stream has a push connector that accepts Basic: clients
+/// that send Basic credentials only once challenged (.NET, Java) then do.
+pub(super) fn refusal(services: &Services, request: &PushRequest) -> Result<ApiError, ApiError> {
+    let error =
+        ApiError::unauthorized("missing or invalid ingest key (Authorization: Bearer ik_…)");
+    let tried_basic = basic_password(&request.headers).is_some();
+    let offers_basic = tried_basic
+        || match &request.stream {
+            Some(stream) => services.push.accepts_basic(stream)?,
+            None => false,
+        };
+    Ok(if offers_basic {
+        error.with_basic_challenge()
+    } else {
+        error
+    })
+}
+
 /// The password of an `Authorization: Basic` header (any username).
 fn basic_password(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -12,7 +12,7 @@ mod idempotency;
 mod items;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -91,7 +91,7 @@ impl<S: Send + Sync> FromRequest<S> for PushRequest {
             .get::<RequestId>()
             .cloned()
             .ok_or_else(|| ApiError::internal("the request has no id"))?;
-        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
         let path = (params.remove("stream"), params.remove("key"));
         Ok(PushRequest::new(
             parts.headers,
@@ -125,11 +125,11 @@ pub async fn webhook_direct(
     request: Request,
     stream: String,
     request_id: RequestId,
-    client: SocketAddr,
+    client: IpAddr,
 ) -> Response {
     let (parts, body) = request.into_parts();
     let path = (Some(stream), None);
-    let request = PushRequest::new(parts.headers, body, path, request_id, Some(client.ip()));
+    let request = PushRequest::new(parts.headers, body, path, request_id, Some(client));
     serve(&state, Route::Webhook, request).await.into_response()
 }
 
@@ -170,9 +170,7 @@ async fn serve(state: &AppState, route: Route, request: PushRequest) -> Result<R
     }
     let Some((target, presented)) = credentials::authenticate(state, &request)? else {
         state.activity.refused_unknown(request.client);
-        return Err(ApiError::unauthorized(
-            "missing or invalid ingest key (Authorization: Bearer ik_…)",
-        ));
+        return Err(credentials::refusal(state, &request)?);
     };
     let started = Instant::now();
     let connector = &target.connector;
