@@ -3,16 +3,20 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use futures_util::FutureExt;
+use hyper::body::Incoming;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use super::deadline::{Pace, TimedBody};
 use super::error::{in_context, request_context};
 use super::{ApiError, ClientAddr};
 use crate::api::{admin, ingest, ops, read, AppState};
@@ -22,28 +26,39 @@ const ADMIN_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
 /// Everything the listeners serve: webhook pushes go straight to their handler (the
 /// ingest hot path, spared the router's per-request matching, boxing and layers), all
-/// else through the router. Both get the same request context and panic recovery.
+/// else through the router. Both get the same request context, body deadline and panic
+/// recovery.
 #[derive(Clone)]
 pub struct Routes {
     router: Router,
     state: AppState,
+    body_timeout: Duration,
 }
 
 impl Routes {
-    /// The routes of a server whose handlers share `state`.
-    pub fn new(state: AppState) -> Self {
+    /// The routes of a server whose handlers share `state`; request bodies must arrive
+    /// within `body_timeout` (see [`Pace`]).
+    pub fn new(state: AppState, body_timeout: Duration) -> Self {
         Routes {
             router: router(state.clone()),
             state,
+            body_timeout,
         }
     }
 
     /// The response to `request` from `client`.
     pub fn respond(
         &self,
-        mut request: Request,
+        request: Request<Incoming>,
         client: SocketAddr,
     ) -> impl Future<Output = Response> + Send + 'static {
+        let pace = if is_bulk(request.uri().path()) {
+            Pace::Steady
+        } else {
+            Pace::Whole
+        };
+        let timeout = self.body_timeout;
+        let mut request = request.map(|body| Body::new(TimedBody::new(body, timeout, pace)));
         let direct = ingest::direct_webhook_stream(request.method(), request.uri().path())
             .map(str::to_owned);
         let state = self.state.clone();
@@ -63,6 +78,11 @@ impl Routes {
             }
         }
     }
+}
+
+/// Whether `path` is a bulk import, whose body may take long but must keep coming.
+fn is_bulk(path: &str) -> bool {
+    path.starts_with("/api/webhook/") && path.ends_with("/bulk")
 }
 
 /// `handler`'s response, or a 500 if it panics (as [`CatchPanicLayer`] does for the

@@ -19,6 +19,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::BoxError;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -27,7 +28,7 @@ pub use idempotency::KeysInFlight;
 
 use super::{check_json_content_type, parse_json, AppState};
 use crate::auth::{verify_signature, SignatureError, DEFAULT_RATE_LIMIT};
-use crate::http::{ApiError, ClientAddr, RequestId};
+use crate::http::{ApiError, BodyError, ClientAddr, RequestId};
 use crate::model::{Connector, Dedup, StreamName, Upsert, Write};
 use crate::store::Accepted;
 
@@ -160,11 +161,10 @@ pub async fn ingest_api(
 /// Admits the request, authenticates it, hands it on, and records the outcome in the
 /// connector's activity.
 async fn serve(state: &AppState, route: Route, request: PushRequest) -> Result<Response, ApiError> {
-    let _permit = state
+    let _slot = state
         .in_flight
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::unavailable("too many requests in flight; retry shortly"))?;
+        .admit()
+        .ok_or_else(|| ApiError::unavailable("too many requests in flight; retry shortly"))?;
     if state.shutdown.is_cancelled() {
         return Err(ApiError::unavailable("shutting down"));
     }
@@ -174,8 +174,14 @@ async fn serve(state: &AppState, route: Route, request: PushRequest) -> Result<R
             "missing or invalid ingest key (Authorization: Bearer ik_…)",
         ));
     };
-    let started = Instant::now();
     let connector = &target.connector;
+    let _connector_slot = state
+        .in_flight
+        .admit_connector(&connector.id)
+        .ok_or_else(|| {
+            ApiError::unavailable("this connector has too many requests in flight; retry shortly")
+        })?;
+    let started = Instant::now();
     let result = accept(state, connector, presented, route, request).await;
     match &result {
         Ok((_, items)) => state
@@ -332,8 +338,19 @@ async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError
 }
 
 /// A body that broke off or could not be read.
-fn unreadable(error: impl std::fmt::Display) -> ApiError {
-    ApiError::invalid_payload(format!("the body could not be read: {error}"))
+fn unreadable(error: impl Into<BoxError>) -> ApiError {
+    body_failure(error, "")
+}
+
+/// A body that could not be read, `note` appended to the message: 408 when it did not
+/// arrive in time, else 400.
+fn body_failure(error: impl Into<BoxError>, note: &str) -> ApiError {
+    let error = error.into();
+    if BodyError::is_timeout(&*error) {
+        ApiError::request_timeout(format!("{error}{note}"))
+    } else {
+        ApiError::invalid_payload(format!("the body could not be read: {error}{note}"))
+    }
 }
 
 /// The success body of the push routes (SPEC §3.1), members in name order.
