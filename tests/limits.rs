@@ -7,7 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::limits::{held_push, RawConnection, OWED};
-use common::{assert_error, create_connector, eventually, push, Options, TestServer, EVENTUALLY};
+use common::{
+    assert_error, create_connector, eventually, push, send, webhook, Options, TestServer,
+    EVENTUALLY,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -35,8 +38,40 @@ async fn push_until(
     key: &str,
     status: StatusCode,
 ) -> common::Answer {
+    answer_until(status, stream, async || {
+        push(server, stream, key, &json!({"id": "x"})).await
+    })
+    .await
+}
+
+/// Probes `stream` with `key` until the answer is `status` (503 while the slots it
+/// needs are taken); the answer. A probe is refused (415) right after the in-flight
+/// checks, so it holds a slot for no time and cannot push a held request out.
+async fn probe_until(
+    server: &TestServer,
+    stream: &str,
+    key: &str,
+    status: StatusCode,
+) -> common::Answer {
+    answer_until(status, stream, async || {
+        send(
+            webhook(server, stream, key)
+                .header("content-type", "text/plain")
+                .body("x"),
+        )
+        .await
+    })
+    .await
+}
+
+/// Calls `request` until its answer has `status`.
+async fn answer_until(
+    status: StatusCode,
+    stream: &str,
+    mut request: impl AsyncFnMut() -> common::Answer,
+) -> common::Answer {
     eventually(EVENTUALLY, &format!("{status} from {stream}"), async || {
-        let answer = push(server, stream, key, &json!({"id": "x"})).await;
+        let answer = request().await;
         (answer.status == status).then_some(answer)
     })
     .await
@@ -170,7 +205,8 @@ async fn a_connector_at_its_share_of_the_in_flight_slots_gets_503_while_others_g
         held_push(&server, "greedy", &greedy).await,
         held_push(&server, "greedy", &greedy).await,
     ];
-    let refused = push_until(&server, "greedy", &greedy, StatusCode::SERVICE_UNAVAILABLE).await;
+    probe_until(&server, "greedy", &greedy, StatusCode::SERVICE_UNAVAILABLE).await;
+    let refused = push(&server, "greedy", &greedy, &json!({"id": "g1"})).await;
     assert_error(&refused, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
     let answer = push(&server, "other", &other, &json!({"id": "o1"})).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
@@ -190,7 +226,8 @@ async fn past_the_in_flight_cap_every_connector_gets_503() {
             held.push(held_push(&server, stream, key).await);
         }
     }
-    let refused = push_until(&server, "third", &third, StatusCode::SERVICE_UNAVAILABLE).await;
+    probe_until(&server, "third", &third, StatusCode::SERVICE_UNAVAILABLE).await;
+    let refused = push(&server, "third", &third, &json!({"id": "t1"})).await;
     let message = assert_error(&refused, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
     assert!(message.contains("in flight"), "{message}");
     drop(held);
@@ -214,7 +251,7 @@ async fn sigterm_lets_a_request_in_flight_finish_and_takes_no_new_ones() {
             &body[..4],
         )
         .await;
-    push_until(&server, "drain", &key, StatusCode::SERVICE_UNAVAILABLE).await;
+    probe_until(&server, "drain", &key, StatusCode::SERVICE_UNAVAILABLE).await;
     let other = connector(&server, "other").await;
 
     server.signal("TERM");
