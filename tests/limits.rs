@@ -100,6 +100,27 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn an_admin_body_that_does_not_arrive_in_time_gets_408() {
+    let server = start(&["--request-body-timeout-seconds", "1"]).await;
+    let mut connection = RawConnection::open(&server).await;
+    connection
+        .start_post(
+            "/api/admin/connectors",
+            &server.token(),
+            "application/json",
+            1000,
+            "{\"name\":",
+        )
+        .await;
+    let response = connection.response().await;
+    assert_eq!(response.status, 408, "{response:?}");
+    assert_eq!(
+        response.body["error"]["code"], "REQUEST_TIMEOUT",
+        "{response:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_bulk_import_may_take_longer_than_the_body_timeout_but_may_not_stall() {
     let server = start(&["--request-body-timeout-seconds", "2"]).await;
     let key = connector(&server, "imports").await;

@@ -2,7 +2,7 @@
 //! the router, request ids, connection and body limits, and the one error body every
 //! failure uses.
 
-mod deadline;
+mod body;
 mod error;
 mod idle;
 mod listener;
@@ -11,7 +11,7 @@ pub mod tls;
 
 use std::net::SocketAddr;
 
-pub use deadline::BodyError;
+pub use body::{body_failure, declared_length, read_limited, unreadable};
 pub use error::{ApiError, RequestId};
 pub use listener::{serve, Connections};
 pub use router::Routes;

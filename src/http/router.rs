@@ -6,8 +6,8 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::extract::Request;
+use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use super::deadline::{Pace, TimedBody};
+use super::body::{read_limited, Pace, TimedBody};
 use super::error::{in_context, request_context};
 use super::{ApiError, ClientAddr};
 use crate::api::{admin, ingest, ops, read, AppState};
@@ -93,8 +93,16 @@ fn recover_panics(handler: impl Future<Output = Response>) -> impl Future<Output
     })
 }
 
+/// Reads an authenticated admin request's body before its handler: at most
+/// [`ADMIN_BODY_LIMIT_BYTES`] (413), within the body deadline (408).
+async fn read_admin_body(request: Request, next: Next) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = read_limited(&parts.headers, body, ADMIN_BODY_LIMIT_BYTES).await?;
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+}
+
 /// The application's routes, wrapped (outermost first) in request ids and error
-/// bodies, panic recovery, and the body limit.
+/// bodies and panic recovery; admin routes read their bodies after authentication.
 fn router(state: AppState) -> Router {
     use admin::connectors;
     let admin = Router::new()
@@ -119,6 +127,7 @@ fn router(state: AppState) -> Router {
             get(admin::read_keys::list).post(admin::read_keys::create),
         )
         .route("/read-keys/{id}", delete(admin::read_keys::delete))
+        .route_layer(from_fn(read_admin_body))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -139,7 +148,6 @@ fn router(state: AppState) -> Router {
         .route("/api/streams/{stream}/events", get(read::events))
         .nest("/api/admin", admin)
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT_BYTES))
         .layer(CatchPanicLayer::new())
         .layer(from_fn(request_context))
         .with_state(state)

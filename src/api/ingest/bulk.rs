@@ -18,13 +18,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::items::{value_item, ItemRules};
-use super::{
-    accepted_body, body_failure, declared_length, idempotency, invalid_signature, success,
-    unreadable, write_for, PushRequest,
-};
+use super::{accepted_body, idempotency, invalid_signature, success, write_for, PushRequest};
 use crate::api::{check_json_content_type, content_type_essence, AppState};
 use crate::auth::Verifier;
-use crate::http::{ApiError, RequestId};
+use crate::http::{body_failure, declared_length, unreadable, ApiError, RequestId};
 use crate::model::bulk::{BulkFormat, Piece, SplitError, Splitter, MAX_ITEM_BYTES};
 use crate::model::{Connector, Signing, Upsert};
 use crate::store::{Accepted, IdempotencyRecord, Spool};

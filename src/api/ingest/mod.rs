@@ -15,12 +15,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::BoxError;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -28,7 +26,7 @@ pub use idempotency::KeysInFlight;
 
 use super::{check_json_content_type, parse_json, AppState};
 use crate::auth::{verify_signature, SignatureError, DEFAULT_RATE_LIMIT};
-use crate::http::{ApiError, BodyError, ClientAddr, RequestId};
+use crate::http::{read_limited, ApiError, ClientAddr, RequestId};
 use crate::model::{Connector, Dedup, StreamName, Upsert, Write};
 use crate::store::Accepted;
 
@@ -251,7 +249,7 @@ async fn whole(
         ..
     } = request;
     check_json_content_type(&headers)?;
-    let raw = read_limited(&headers, body).await?;
+    let raw = read_limited(&headers, body, MAX_BODY_BYTES).await?;
     verify(connector, &headers, &raw)?;
     let parsed = match connector.spec.dedup {
         Some(Dedup::JsonPointer(_)) => Some(parse_json(&raw)?),
@@ -311,46 +309,6 @@ fn verify(connector: &Connector, headers: &HeaderMap, raw: &[u8]) -> Result<(), 
 /// 401 `INVALID_SIGNATURE`, saying what to fix.
 fn invalid_signature(error: SignatureError) -> ApiError {
     ApiError::invalid_signature(error.to_string())
-}
-
-/// The declared `Content-Length`, if any and readable.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-}
-
-/// Reads the body, refusing with 413 as soon as it passes [`MAX_BODY_BYTES`] (at once
-/// when `Content-Length` already says so) without reading the rest. A body that came
-/// in one piece is kept as it came, without a copy.
-async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let too_large =
-        || ApiError::payload_too_large(format!("the body exceeds {MAX_BODY_BYTES} bytes"));
-    if declared_length(headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(unreadable(error)),
-    }
-}
-
-/// A body that broke off or could not be read.
-fn unreadable(error: impl Into<BoxError>) -> ApiError {
-    body_failure(error, "")
-}
-
-/// A body that could not be read, `note` appended to the message: 408 when it did not
-/// arrive in time, else 400.
-fn body_failure(error: impl Into<BoxError>, note: &str) -> ApiError {
-    let error = error.into();
-    if BodyError::is_timeout(&*error) {
-        ApiError::request_timeout(format!("{error}{note}"))
-    } else {
-        ApiError::invalid_payload(format!("the body could not be read: {error}{note}"))
-    }
 }
 
 /// The success body of the push routes (SPEC §3.1), members in name order.

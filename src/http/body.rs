@@ -1,6 +1,6 @@
-//! Request body deadlines: a body that does not arrive in time ends in an error the
-//! handlers answer with 408 `REQUEST_TIMEOUT`, so a slow sender cannot hold a request
-//! slot and its buffer forever.
+//! Request bodies: deadlines and limits. A body that does not arrive in time ends in an
+//! error the handlers answer with 408 `REQUEST_TIMEOUT`, so a slow sender cannot hold a
+//! request slot and its buffer forever; one past its route's limit gets 413.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -8,10 +8,15 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body as AxumBody, Bytes};
+use axum::http::{header, HeaderMap};
+use axum::BoxError;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{sleep, Sleep};
+
+use super::ApiError;
 
 /// How a body's deadline runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,5 +118,48 @@ impl Body for TimedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The declared `Content-Length`, if any and readable.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads a whole body of at most `limit` bytes, refusing with 413 as soon as it passes
+/// the limit (at once when `Content-Length` already says so) without reading the rest.
+/// A body that came in one piece is kept as it came, without a copy.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: AxumBody,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::payload_too_large(format!("the body exceeds {limit} bytes"));
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(unreadable(error)),
+    }
+}
+
+/// A body that broke off, or did not arrive in time.
+pub fn unreadable(error: impl Into<BoxError>) -> ApiError {
+    body_failure(error, "")
+}
+
+/// A body that could not be read, `note` appended to the message: 408 when it did not
+/// arrive in time, else 400.
+pub fn body_failure(error: impl Into<BoxError>, note: &str) -> ApiError {
+    let error = error.into();
+    if BodyError::is_timeout(&*error) {
+        ApiError::request_timeout(format!("{error}{note}"))
+    } else {
+        ApiError::invalid_payload(format!("the body could not be read: {error}{note}"))
     }
 }
