@@ -303,3 +303,41 @@ async fn sigterm_lets_a_request_in_flight_finish_and_takes_no_new_ones() {
     let item = common::wait_for_item(&restarted, "drain", "in-flight", |_| true).await;
     assert_eq!(item["fields"]["id"], Value::from("in-flight"));
 }
+
+#[test]
+fn the_limit_settings_show_in_check_config_and_refuse_zero() {
+    let check = |args: &[&str], env: &[(&str, &str)]| {
+        common::run(
+            &[&["check-config", "--config", "/dev/null"], args].concat(),
+            env,
+        )
+    };
+    let defaults = check(&["--json"], &[]);
+    assert!(defaults.status.success(), "{defaults:?}");
+    let defaults: Value = serde_json::from_slice(&defaults.stdout).expect("JSON");
+    assert_eq!(defaults["max_connections"], 4096);
+    assert_eq!(defaults["idle_timeout_seconds"], 60);
+    assert_eq!(defaults["request_body_timeout_seconds"], 30);
+    assert_eq!(defaults["max_ingest_in_flight"], 1024);
+
+    let set = check(
+        &["--json", "--max-ingest-in-flight", "64"],
+        &[("DATAPOOL_IDLE_TIMEOUT_SECONDS", "5")],
+    );
+    let set: Value = serde_json::from_slice(&set.stdout).expect("JSON");
+    assert_eq!(set["max_ingest_in_flight"], 64);
+    assert_eq!(set["idle_timeout_seconds"], 5);
+
+    for flag in [
+        "--max-connections",
+        "--idle-timeout-seconds",
+        "--request-body-timeout-seconds",
+        "--max-ingest-in-flight",
+    ] {
+        let refused = check(&[flag, "0"], &[]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        let setting = flag.trim_start_matches("--").replace('-', "_");
+        assert!(!refused.status.success(), "{flag} 0 accepted");
+        assert!(stderr.contains(&setting), "{flag}: {stderr}");
+    }
+}
