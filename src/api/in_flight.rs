@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// A connector may hold at most 1/`CONNECTOR_SHARE_DIVISOR` of the slots: half leaves
 /// the other connectors at least half the server whatever one of them does, and still
 /// lets a lone busy connector use most of it.
-pub const CONNECTOR_SHARE_DIVISOR: usize = 2;
+const CONNECTOR_SHARE_DIVISOR: usize = 2;
 
 /// The ingest routes' slots.
 pub struct InFlight {

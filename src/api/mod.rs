@@ -20,7 +20,7 @@ use crate::http::ApiError;
 use crate::ingest::Ingest;
 use crate::store::Store;
 
-pub use in_flight::{InFlight, CONNECTOR_SHARE_DIVISOR};
+pub use in_flight::InFlight;
 
 /// What every handler shares, behind one `Arc`: handing it to a request costs one
 /// reference count.
