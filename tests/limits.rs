@@ -172,23 +172,22 @@ async fn an_idle_http1_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
-async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
-    let server = start(&["--idle-timeout-seconds", "1"]).await;
-    let tcp = tokio::net::TcpStream::connect(server.http.expect("http listener"))
-        .await
-        .expect("connect");
+async fn an_http2_connection_stays_open_while_used_and_closes_once_idle() {
+    let server = start(&["--idle-timeout-seconds", "2"]).await;
+    let addr = server.http.expect("http listener");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2");
     let connection = tokio::spawn(connection);
-    let request = axum::http::Request::get(format!(
-        "http://{}/healthz",
-        server.http.expect("http listener")
-    ))
-    .body(())
-    .expect("request");
-    let (response, _) = client.send_request(request, true).expect("send");
-    let response = response.await.expect("response");
-    assert_eq!(response.status(), 200);
-    drop(response);
+    // Six requests 500 ms apart: three seconds in all, never two idle.
+    for _ in 0..6 {
+        let request = axum::http::Request::get(format!("http://{addr}/healthz"))
+            .body(())
+            .expect("request");
+        let (response, _) = client.send_request(request, true).expect("open stream");
+        let response = response.await.expect("response on the same connection");
+        assert_eq!(response.status(), 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // `client` stays alive: the connection ends because the server closed it.
     let ended = tokio::time::timeout(OWED, connection).await;
     assert!(
