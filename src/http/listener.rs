@@ -3,6 +3,7 @@
 //! share a cap on open connections, and every connection closes once idle.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
@@ -112,40 +113,20 @@ pub async fn serve(
         let Some(slot) = connections.slot(&shutdown, &mut warned).await else {
             break;
         };
-        // Small writes (an SSE event, an HTTP/2 frame) go out at once, not after the
-        // peer acknowledged the previous segment.
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
-        }
-        let activity = Activity::new();
-        let watched = activity.clone();
+        let watch = Watch {
+            activity: Activity::new(),
+            idle_timeout: connections.idle_timeout,
+            shutdown: shutdown.clone(),
+        };
         let routes = routes.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let open = activity.open();
-            let response = routes.respond(request, remote);
-            async move { Ok::<_, Infallible>(response.await.map(|body| TrackedBody::new(body, open))) }
-        });
-        let tls = tls.clone();
-        let shutdown = shutdown.clone();
-        let idle_timeout = connections.idle_timeout;
-        tasks.spawn(async move {
-            let _slot = slot;
-            let watch = Watch {
-                activity: watched,
-                idle_timeout,
-                shutdown,
-            };
-            match tls {
-                None => watch.serve(stream, service).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => watch.serve(stream, service).await,
-                        Ok(Err(error)) => tracing::debug!(%remote, %error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
-                    }
-                }
-            }
-        });
+        tasks.spawn(serve_connection(
+            stream,
+            remote,
+            tls.clone(),
+            routes,
+            watch,
+            slot,
+        ));
     }
     drop(listener);
     tasks.close();
@@ -157,6 +138,42 @@ pub async fn serve(
             open = tasks.len(),
             "connections still open after the drain timeout; closing them"
         );
+    }
+}
+
+/// Serves one accepted connection, holding its `slot` until it closes: the TLS
+/// handshake (bounded) when `tls` is set, then HTTP.
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    routes: Routes,
+    watch: Watch,
+    _slot: OwnedSemaphorePermit,
+) {
+    // Small writes (an SSE event, an HTTP/2 frame) go out at once, not after the
+    // peer acknowledged the previous segment.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
+    }
+    let activity = watch.activity.clone();
+    let service = service_fn(move |request: Request<Incoming>| {
+        let open = activity.open();
+        let response = routes.respond(request, remote);
+        async move {
+            let response = response.await;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, open)))
+        }
+    });
+    match tls {
+        None => watch.serve(stream, service).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => watch.serve(stream, service).await,
+                Ok(Err(error)) => tracing::debug!(%remote, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+            }
+        }
     }
 }
 
