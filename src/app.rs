@@ -11,9 +11,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tokio::sync::Semaphore;
-
-use crate::api::{Services, MAX_INGEST_IN_FLIGHT};
+use crate::api::{InFlight, Services};
 use crate::auth::{Credential, FailedAuthLimiter, KeyKind, RateLimiter};
 use crate::config::Config;
 use crate::connectors::{run_flusher, Activity, PollContext, Pollers, PushConnectors};
@@ -120,14 +118,20 @@ impl Server {
             ingest,
             push: Arc::new(PushConnectors::new(self.store.clone())),
             rates: Arc::new(RateLimiter::default()),
-            in_flight: Arc::new(Semaphore::new(MAX_INGEST_IN_FLIGHT)),
+            in_flight: InFlight::new(self.config.max_ingest_in_flight),
             keys_in_flight: Arc::default(),
             activity,
             pollers,
             trusted_proxies: TrustedProxies::new(self.config.trusted_proxies.clone()),
         });
-        let routes = http::Routes::new(state);
+        let body_timeout = Duration::from_secs(self.config.request_body_timeout_seconds);
+        let routes = http::Routes::new(state, body_timeout);
         let drain = Duration::from_secs(self.config.shutdown_timeout_seconds);
+        let connections = http::Connections::new(
+            self.config.max_connections,
+            Duration::from_secs(self.config.idle_timeout_seconds),
+            drain,
+        );
         let listeners = TaskTracker::new();
         for (listener, tls) in [(Some(self.https), Some(self.tls)), (self.http, None)] {
             let Some(listener) = listener else { continue };
@@ -139,8 +143,8 @@ impl Server {
                 listener,
                 tls,
                 routes.clone(),
+                connections.clone(),
                 shutdown.clone(),
-                drain,
             ));
         }
         // The listeners hold the only handles to the ingest pipeline from here on: once

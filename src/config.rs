@@ -18,6 +18,25 @@ const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UN
 const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
 /// Longest drain an operator may configure; systemd's default stop timeout is 90 s.
 const MAX_SHUTDOWN_TIMEOUT_SECONDS: u64 = 80;
+/// Open connections served at once unless configured: far above what the senders and
+/// dashboards of one site open, far below the default 65,536 file descriptors of the
+/// systemd unit.
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Most connections an operator may allow: each holds a file descriptor and buffers.
+const MAX_MAX_CONNECTIONS: usize = 60_000;
+/// Seconds a connection may stay open with no request unless configured: long enough
+/// for a sender's next push to reuse it, short enough that idle peers do not pile up.
+const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 60;
+/// Seconds a request body may take to arrive unless configured: a 1 MiB body needs
+/// 35 KiB/s to make it, slower than any sender on a working network.
+const DEFAULT_REQUEST_BODY_TIMEOUT_SECONDS: u64 = 30;
+/// Longest idle or body timeout an operator may configure: past an hour a stuck peer
+/// is indistinguishable from a leak.
+const MAX_TIMEOUT_SECONDS: u64 = 3600;
+/// Ingest requests served at once unless configured (SPEC §3.1).
+const DEFAULT_MAX_INGEST_IN_FLIGHT: usize = 1024;
+/// Most ingest requests in flight an operator may allow: each may hold a 1 MiB body.
+const MAX_MAX_INGEST_IN_FLIGHT: usize = 65_536;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +122,22 @@ pub struct ServerOptions {
         value_delimiter = ','
     )]
     pub trusted_proxies: Option<Vec<ProxyNet>>,
+    /// Connections served at once; past it new ones wait in the kernel's queue [default: 4096]
+    #[arg(long, env = "DATAPOOL_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a connection may stay open with no request before it is closed [default: 60]
+    #[arg(long, env = "DATAPOOL_IDLE_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub idle_timeout_seconds: Option<u64>,
+    /// Seconds a request body may take to arrive (a bulk import: may pause) before 408 [default: 30]
+    #[arg(
+        long,
+        env = "DATAPOOL_REQUEST_BODY_TIMEOUT_SECONDS",
+        value_name = "SECONDS"
+    )]
+    pub request_body_timeout_seconds: Option<u64>,
+    /// Ingest requests in flight at once; past it 503 [default: 1024]
+    #[arg(long, env = "DATAPOOL_MAX_INGEST_IN_FLIGHT", value_name = "N")]
+    pub max_ingest_in_flight: Option<usize>,
 }
 
 impl ServerOptions {
@@ -119,6 +154,12 @@ impl ServerOptions {
                 .shutdown_timeout_seconds
                 .or(lower.shutdown_timeout_seconds),
             trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
+            max_connections: self.max_connections.or(lower.max_connections),
+            idle_timeout_seconds: self.idle_timeout_seconds.or(lower.idle_timeout_seconds),
+            request_body_timeout_seconds: self
+                .request_body_timeout_seconds
+                .or(lower.request_body_timeout_seconds),
+            max_ingest_in_flight: self.max_ingest_in_flight.or(lower.max_ingest_in_flight),
         }
     }
 }
@@ -143,6 +184,15 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client for failed-credential
     /// limiting and logs; empty means the header is ignored.
     pub trusted_proxies: Vec<ProxyNet>,
+    /// Connections served at once across the listeners; the accept loops pause at it.
+    pub max_connections: usize,
+    /// Seconds a connection (HTTP/1.1 or HTTP/2) may stay open with no request.
+    pub idle_timeout_seconds: u64,
+    /// Seconds a request body may take to arrive in full; for a bulk import, the longest
+    /// pause between two of its pieces.
+    pub request_body_timeout_seconds: u64,
+    /// Ingest requests served at once; each connector may hold half of them.
+    pub max_ingest_in_flight: usize,
 }
 
 impl Config {
@@ -176,6 +226,16 @@ impl Config {
                 .shutdown_timeout_seconds
                 .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
             trusted_proxies: o.trusted_proxies.unwrap_or_default(),
+            max_connections: o.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            idle_timeout_seconds: o
+                .idle_timeout_seconds
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECONDS),
+            request_body_timeout_seconds: o
+                .request_body_timeout_seconds
+                .unwrap_or(DEFAULT_REQUEST_BODY_TIMEOUT_SECONDS),
+            max_ingest_in_flight: o
+                .max_ingest_in_flight
+                .unwrap_or(DEFAULT_MAX_INGEST_IN_FLIGHT),
         };
         config.validate()?;
         Ok(config)
@@ -202,12 +262,27 @@ impl Config {
         if self.http_listen == Some(self.listen) && self.listen.port() != 0 {
             return invalid(format!("listen and http_listen are both {}", self.listen));
         }
-        if !(1..=MAX_SHUTDOWN_TIMEOUT_SECONDS).contains(&self.shutdown_timeout_seconds) {
-            return invalid(format!(
-                "shutdown_timeout_seconds must be between 1 and {MAX_SHUTDOWN_TIMEOUT_SECONDS}"
-            ));
-        }
-        Ok(())
+        check_range(
+            "shutdown_timeout_seconds",
+            self.shutdown_timeout_seconds,
+            MAX_SHUTDOWN_TIMEOUT_SECONDS,
+        )?;
+        check_range("max_connections", self.max_connections, MAX_MAX_CONNECTIONS)?;
+        check_range(
+            "idle_timeout_seconds",
+            self.idle_timeout_seconds,
+            MAX_TIMEOUT_SECONDS,
+        )?;
+        check_range(
+            "request_body_timeout_seconds",
+            self.request_body_timeout_seconds,
+            MAX_TIMEOUT_SECONDS,
+        )?;
+        check_range(
+            "max_ingest_in_flight",
+            self.max_ingest_in_flight,
+            MAX_MAX_INGEST_IN_FLIGHT,
+        )
     }
 
     /// The settings as TOML, as `check-config` prints them. No setting is a secret yet;
@@ -216,6 +291,19 @@ impl Config {
         // Paths, addresses, an enum, a number and strings always serialize.
         toml::to_string(self).unwrap_or_default()
     }
+}
+
+/// A setting that must be between 1 and `max`.
+fn check_range<N>(name: &str, value: N, max: N) -> Result<(), ConfigError>
+where
+    N: PartialOrd + From<u8> + std::fmt::Display,
+{
+    if value < N::from(1) || value > max {
+        return Err(ConfigError::Invalid(format!(
+            "{name} must be between 1 and {max}"
+        )));
+    }
+    Ok(())
 }
 
 fn read_file(file: Option<&Path>) -> Result<ServerOptions, ConfigError> {

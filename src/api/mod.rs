@@ -2,6 +2,7 @@
 //! routing, request ids and error bodies live in [`crate::http`].
 
 pub mod admin;
+mod in_flight;
 pub mod ingest;
 pub mod ops;
 pub mod read;
@@ -13,17 +14,13 @@ use axum::http::{header, HeaderMap, Uri};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use tokio::sync::Semaphore;
-
 use crate::auth::{Credential, FailedAuthLimiter, KeyKind, KeyRecord, RateLimiter};
 use crate::connectors::{Activity, Pollers, PushConnectors};
 use crate::http::{ApiError, TrustedProxies};
 use crate::ingest::Ingest;
 use crate::store::Store;
 
-/// Requests the ingest routes serve at once; past it they answer 503 instead of
-/// queueing without bound (SPEC §3.1).
-pub const MAX_INGEST_IN_FLIGHT: usize = 1024;
+pub use in_flight::InFlight;
 
 /// What every handler shares, behind one `Arc`: handing it to a request costs one
 /// reference count.
@@ -44,8 +41,8 @@ pub struct Services {
     pub push: Arc<PushConnectors>,
     /// Token buckets per connector.
     pub rates: Arc<RateLimiter>,
-    /// Permits for ingest requests in flight ([`MAX_INGEST_IN_FLIGHT`]).
-    pub in_flight: Arc<Semaphore>,
+    /// Slots for ingest requests in flight, in all and per connector.
+    pub in_flight: InFlight,
     /// Idempotency keys whose first request is still being processed.
     pub keys_in_flight: Arc<ingest::KeysInFlight>,
     /// What each connector has been doing: state, log, monitoring.

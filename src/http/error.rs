@@ -150,6 +150,12 @@ impl ApiError {
         Self::new(StatusCode::BAD_GATEWAY, "SOURCE_ERROR", message)
     }
 
+    /// 408 `REQUEST_TIMEOUT`: the request body did not arrive in time, so a slow sender
+    /// cannot hold a request slot and its buffer forever.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message)
+    }
+
     /// 503 `UNAVAILABLE` with `Retry-After`: overloaded or shutting down.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
@@ -326,7 +332,7 @@ async fn foreign_error(response: &mut Response) -> ApiError {
         StatusCode::FORBIDDEN => "FORBIDDEN",
         StatusCode::NOT_FOUND => "NOT_FOUND",
         StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
-        StatusCode::REQUEST_TIMEOUT => "TIMEOUT",
+        StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
         StatusCode::CONFLICT => "CONFLICT",
         StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",

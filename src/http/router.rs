@@ -3,16 +3,20 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use futures_util::FutureExt;
+use hyper::body::Incoming;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use super::body::{read_limited, Pace, TimedBody};
 use super::error::{in_context, request_context};
 use super::{ApiError, ClientAddr};
 use crate::api::{admin, ingest, ops, read, AppState};
@@ -22,32 +26,43 @@ const ADMIN_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
 /// Everything the listeners serve: webhook pushes go straight to their handler (the
 /// ingest hot path, spared the router's per-request matching, boxing and layers), all
-/// else through the router. Both get the same request context and panic recovery.
+/// else through the router. Both get the same request context, body deadline and panic
+/// recovery.
 #[derive(Clone)]
 pub struct Routes {
     router: Router,
     state: AppState,
+    body_timeout: Duration,
 }
 
 impl Routes {
-    /// The routes of a server whose handlers share `state`.
-    pub fn new(state: AppState) -> Self {
+    /// The routes of a server whose handlers share `state`; request bodies must arrive
+    /// within `body_timeout` (see [`Pace`]).
+    pub fn new(state: AppState, body_timeout: Duration) -> Self {
         Routes {
             router: router(state.clone()),
             state,
+            body_timeout,
         }
     }
 
     /// The response to `request` from `peer`.
     pub fn respond(
         &self,
-        mut request: Request,
+        request: Request<Incoming>,
         peer: SocketAddr,
     ) -> impl Future<Output = Response> + Send + 'static {
         let client = self
             .state
             .trusted_proxies
             .client(peer.ip(), request.headers());
+        let pace = if is_bulk(request.uri().path()) {
+            Pace::Steady
+        } else {
+            Pace::Whole
+        };
+        let timeout = self.body_timeout;
+        let mut request = request.map(|body| Body::new(TimedBody::new(body, timeout, pace)));
         let direct = ingest::direct_webhook_stream(request.method(), request.uri().path())
             .map(str::to_owned);
         let state = self.state.clone();
@@ -69,6 +84,11 @@ impl Routes {
     }
 }
 
+/// Whether `path` is a bulk import, whose body may take long but must keep coming.
+fn is_bulk(path: &str) -> bool {
+    path.starts_with("/api/webhook/") && path.ends_with("/bulk")
+}
+
 /// `handler`'s response, or a 500 if it panics (as [`CatchPanicLayer`] does for the
 /// router). Not an `async fn`, which would hold `handler` twice in its state.
 fn recover_panics(handler: impl Future<Output = Response>) -> impl Future<Output = Response> {
@@ -77,8 +97,16 @@ fn recover_panics(handler: impl Future<Output = Response>) -> impl Future<Output
     })
 }
 
+/// Reads an authenticated admin request's body before its handler: at most
+/// [`ADMIN_BODY_LIMIT_BYTES`] (413), within the body deadline (408).
+async fn read_admin_body(request: Request, next: Next) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = read_limited(&parts.headers, body, ADMIN_BODY_LIMIT_BYTES).await?;
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+}
+
 /// The application's routes, wrapped (outermost first) in request ids and error
-/// bodies, panic recovery, and the body limit.
+/// bodies and panic recovery; admin routes read their bodies after authentication.
 fn router(state: AppState) -> Router {
     use admin::connectors;
     let admin = Router::new()
@@ -103,6 +131,7 @@ fn router(state: AppState) -> Router {
             get(admin::read_keys::list).post(admin::read_keys::create),
         )
         .route("/read-keys/{id}", delete(admin::read_keys::delete))
+        .route_layer(from_fn(read_admin_body))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -123,7 +152,6 @@ fn router(state: AppState) -> Router {
         .route("/api/streams/{stream}/events", get(read::events))
         .nest("/api/admin", admin)
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT_BYTES))
         .layer(CatchPanicLayer::new())
         .layer(from_fn(request_context))
         .with_state(state)

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod credentials;
+pub mod limits;
 pub mod sse;
 
 use std::io::{BufRead, BufReader, Write};

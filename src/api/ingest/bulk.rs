@@ -18,13 +18,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::items::{value_item, ItemRules};
-use super::{
-    accepted_body, declared_length, idempotency, invalid_signature, success, unreadable, write_for,
-    PushRequest,
-};
+use super::{accepted_body, idempotency, invalid_signature, success, write_for, PushRequest};
 use crate::api::{check_json_content_type, content_type_essence, AppState};
 use crate::auth::Verifier;
-use crate::http::{ApiError, RequestId};
+use crate::http::{body_failure, declared_length, unreadable, ApiError, RequestId};
 use crate::model::bulk::{BulkFormat, Piece, SplitError, Splitter, MAX_ITEM_BYTES};
 use crate::model::{Connector, Signing, Upsert};
 use crate::store::{Accepted, IdempotencyRecord, Spool};
@@ -205,14 +202,7 @@ impl<'a> Import<'a> {
     /// Reads the body frame by frame.
     async fn stream(&mut self, mut body: Body) -> Result<(), ApiError> {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                let error = unreadable(e);
-                ApiError::invalid_payload(format!(
-                    "{}{}",
-                    error.message(),
-                    stored_note(self.stored)
-                ))
-            })?;
+            let frame = frame.map_err(|e| body_failure(e, &stored_note(self.stored)))?;
             if let Some(data) = frame.data_ref() {
                 self.feed(data).await?;
             }

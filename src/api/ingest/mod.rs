@@ -15,11 +15,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -27,7 +26,7 @@ pub use idempotency::KeysInFlight;
 
 use super::{check_json_content_type, parse_json, AppState};
 use crate::auth::{verify_signature, SignatureError, DEFAULT_RATE_LIMIT};
-use crate::http::{ApiError, ClientAddr, RequestId};
+use crate::http::{read_limited, ApiError, ClientAddr, RequestId};
 use crate::model::{Connector, Dedup, StreamName, Upsert, Write};
 use crate::store::Accepted;
 
@@ -160,11 +159,10 @@ pub async fn ingest_api(
 /// Admits the request, authenticates it, hands it on, and records the outcome in the
 /// connector's activity.
 async fn serve(state: &AppState, route: Route, request: PushRequest) -> Result<Response, ApiError> {
-    let _permit = state
+    let _slot = state
         .in_flight
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::unavailable("too many requests in flight; retry shortly"))?;
+        .admit()
+        .ok_or_else(|| ApiError::unavailable("too many requests in flight; retry shortly"))?;
     if state.shutdown.is_cancelled() {
         return Err(ApiError::unavailable("shutting down"));
     }
@@ -172,8 +170,14 @@ async fn serve(state: &AppState, route: Route, request: PushRequest) -> Result<R
         state.activity.refused_unknown(request.client);
         return Err(credentials::refusal(state, &request)?);
     };
-    let started = Instant::now();
     let connector = &target.connector;
+    let _connector_slot = state
+        .in_flight
+        .admit_connector(&connector.id)
+        .ok_or_else(|| {
+            ApiError::unavailable("this connector has too many requests in flight; retry shortly")
+        })?;
+    let started = Instant::now();
     let result = accept(state, connector, presented, route, request).await;
     match &result {
         Ok((_, items)) => state
@@ -243,7 +247,7 @@ async fn whole(
         ..
     } = request;
     check_json_content_type(&headers)?;
-    let raw = read_limited(&headers, body).await?;
+    let raw = read_limited(&headers, body, MAX_BODY_BYTES).await?;
     verify(connector, &headers, &raw)?;
     let parsed = match connector.spec.dedup {
         Some(Dedup::JsonPointer(_)) => Some(parse_json(&raw)?),
@@ -303,35 +307,6 @@ fn verify(connector: &Connector, headers: &HeaderMap, raw: &[u8]) -> Result<(), 
 /// 401 `INVALID_SIGNATURE`, saying what to fix.
 fn invalid_signature(error: SignatureError) -> ApiError {
     ApiError::invalid_signature(error.to_string())
-}
-
-/// The declared `Content-Length`, if any and readable.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-}
-
-/// Reads the body, refusing with 413 as soon as it passes [`MAX_BODY_BYTES`] (at once
-/// when `Content-Length` already says so) without reading the rest. A body that came
-/// in one piece is kept as it came, without a copy.
-async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let too_large =
-        || ApiError::payload_too_large(format!("the body exceeds {MAX_BODY_BYTES} bytes"));
-    if declared_length(headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(unreadable(error)),
-    }
-}
-
-/// A body that broke off or could not be read.
-fn unreadable(error: impl std::fmt::Display) -> ApiError {
-    ApiError::invalid_payload(format!("the body could not be read: {error}"))
 }
 
 /// The success body of the push routes (SPEC §3.1), members in name order.
