@@ -223,10 +223,7 @@ impl Wal {
         let written = self
             .extend_to(end)
             .and_then(|()| self.file.write_all_at(&buffer, self.len))
-            .and_then(|()| {
-                fail::fail_point!("wal::before_sync", |_| std::process::abort());
-                self.file.sync_data()
-            });
+            .and_then(|()| self.sync(end));
         if let Err(error) = written {
             // Cut back what may be half written: the next records must follow the last
             // good one, or the next start would find them behind a bad record.
@@ -237,9 +234,17 @@ impl Wal {
             return Err(io(&self.path)(error));
         }
         self.len = end;
-        self.synced = end;
         self.next_seq += seqs.len() as u64;
         Ok(seqs)
+    }
+
+    /// `fdatasync`s the current file, whose records now end at `end`, and notes how much
+    /// of it is durable.
+    fn sync(&mut self, end: u64) -> std::io::Result<()> {
+        fail::fail_point!("wal::before_sync", |_| std::process::abort());
+        self.file.sync_data()?;
+        self.synced = end;
+        Ok(())
     }
 
     /// Makes the file at least `end` bytes long, extending it with zeros
