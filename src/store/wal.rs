@@ -414,7 +414,10 @@ fn later_record(
     size: u64,
     next_seq: u64,
 ) -> std::io::Result<Option<u64>> {
-    let wanted = [next_seq.to_le_bytes(), (next_seq + 1).to_le_bytes()];
+    let wanted = [
+        next_seq.to_le_bytes(),
+        next_seq.saturating_add(1).to_le_bytes(),
+    ];
     for (i, window) in chunk.windows(8).enumerate() {
         if !wanted.iter().any(|w| w == window) {
             continue;
@@ -460,7 +463,7 @@ impl Scan {
     /// The sequence the next new record gets: after the last one in the journal, and
     /// after the applied mark (the journal may end before it, its files lost).
     fn next_seq(&self) -> u64 {
-        self.last.unwrap_or(0).max(self.applied) + 1
+        self.last.unwrap_or(0).max(self.applied).saturating_add(1)
     }
 
     /// Checks that record `seq`, at byte `at` of the file named after `first`, follows
@@ -498,7 +501,7 @@ impl Scan {
             self.last = Some(record.seq);
             at = record.next;
         }
-        let next_seq = self.last.map_or(first, |last| last + 1);
+        let next_seq = self.last.map_or(first, |last| last.saturating_add(1));
         match tail(&file, at, size, next_seq).map_err(io(path))? {
             Tail::Clean => {}
             Tail::Torn if newest => cut(path, at)?,
