@@ -16,5 +16,9 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 fn main() -> std::process::ExitCode {
     // SAFETY: setting an option stores a number that mimalloc reads when it next purges.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    datapool::cli::main()
+    // Fail points named in `FAILPOINTS` (crash tests); nothing in a release build.
+    let fail_points = fail::FailScenario::setup();
+    let code = datapool::cli::main();
+    fail_points.teardown();
+    code
 }

@@ -17,7 +17,7 @@ use super::sql::{self, SqlError};
 use super::Activity;
 use crate::ingest::{Ingest, IngestError};
 use crate::model::{Connector, LogLevel, Settings, SqlSettings, Upsert, Write};
-use crate::store::{Accepted, Store, StoreError};
+use crate::store::{Accepted, Store, StoreError, MAX_RECORD_BYTES};
 
 /// How often the supervisor compares its tasks with the store even without a wake-up,
 /// so a missed notification costs at most this delay.
@@ -32,6 +32,10 @@ const JITTER_SHARE: f64 = 0.1;
 /// Items per journal record: a large result becomes several records, so no single
 /// record or apply transaction grows with the result.
 const ITEMS_PER_WRITE: usize = 1000;
+/// Bytes of items per journal record, an eighth of the journal's record limit: a poll
+/// of large rows becomes more records rather than one too large to journal, with room
+/// for what a record adds around its items.
+const RECORD_BYTES: usize = MAX_RECORD_BYTES / 8;
 /// A poll returning more rows than this gets one warning per task: a DataPool is meant
 /// for what dashboards show, not bulk copies.
 const WARN_ROWS: usize = 1000;
@@ -278,34 +282,91 @@ async fn write(
     Ok(())
 }
 
-/// The journal records of one poll: [`ITEMS_PER_WRITE`] upserts each, the deletes
-/// with the last; none when there is nothing to write.
+/// The journal records of one poll: at most [`ITEMS_PER_WRITE`] upserts and
+/// [`RECORD_BYTES`] of items each, the deletes last; none when there is nothing to write.
 fn records(connector: &Connector, upserts: Vec<Upsert>, deletes: Vec<String>) -> Vec<Accepted> {
-    let mut upserts = upserts.into_iter().peekable();
-    let mut deletes = Some(deletes);
     let mut records = Vec::new();
-    while upserts.peek().is_some() || deletes.as_ref().is_some_and(|d| !d.is_empty()) {
-        let chunk: Vec<Upsert> = upserts.by_ref().take(ITEMS_PER_WRITE).collect();
-        let deleting = if upserts.peek().is_none() {
-            deletes.take().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+    let mut chunk = Chunk::default();
+    for upsert in upserts {
+        let bytes = json_len(&upsert);
+        if chunk.upserts.len() == ITEMS_PER_WRITE || chunk.is_full_for(bytes) {
+            records.push(chunk.take(connector));
+        }
+        chunk.bytes += bytes;
+        chunk.upserts.push(upsert);
+    }
+    for id in deletes {
+        let bytes = json_len(&id);
+        if chunk.is_full_for(bytes) {
+            records.push(chunk.take(connector));
+        }
+        chunk.bytes += bytes;
+        chunk.deletes.push(id);
+    }
+    if !chunk.is_empty() {
+        records.push(chunk.take(connector));
+    }
+    records
+}
+
+/// The items of the journal record being filled, and their size as JSON.
+#[derive(Default)]
+struct Chunk {
+    upserts: Vec<Upsert>,
+    deletes: Vec<String>,
+    bytes: usize,
+}
+
+impl Chunk {
+    fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.deletes.is_empty()
+    }
+
+    /// Whether `bytes` more would take a record that holds something over [`RECORD_BYTES`].
+    fn is_full_for(&self, bytes: usize) -> bool {
+        !self.is_empty() && self.bytes + bytes > RECORD_BYTES
+    }
+
+    /// The record of what is gathered, leaving the chunk empty.
+    fn take(&mut self, connector: &Connector) -> Accepted {
+        let chunk = std::mem::take(self);
         let write = Write {
             stream: connector.spec.stream.clone(),
             connector_id: connector.id.clone(),
             mode: connector.spec.upsert_mode,
-            upserts: chunk,
-            deletes: deleting,
+            upserts: chunk.upserts,
+            deletes: chunk.deletes,
             deletes_own_only: true,
             accepted_at: Timestamp::now(),
         };
-        records.push(Accepted {
+        Accepted {
             write,
             idempotency: None,
-        });
+        }
     }
-    records
+}
+
+/// The length of `value` as JSON, as the journal will write it.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    let mut counter = ByteCount(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => 0,
+    }
+}
+
+/// A writer that only counts what is written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Logs, once per poller, that results are large or cut at the row cap. Returns
@@ -403,6 +464,36 @@ mod tests {
         );
         assert_eq!(shape(records(&connector, upserts(0), gone())), [(0, 2)]);
         assert!(records(&connector, upserts(0), vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_poll_of_large_rows_becomes_records_within_the_journal_limit() {
+        let spec = crate::model::ConnectorSpec::from_json(serde_json::json!({
+            "name": "s", "type": "sql", "stream": "s",
+            "settings": {"connectionString": "sqlite:///tmp/s.db", "query": "select 1"}}))
+        .expect("valid");
+        let connector = Connector::new(spec, None, Timestamp::now());
+        let row = "x".repeat(RECORD_BYTES / 3);
+        let upserts: Vec<Upsert> = (0..10)
+            .map(|i| Upsert {
+                id: i.to_string(),
+                fields: serde_json::Map::from_iter([("text".to_owned(), row.clone().into())]),
+            })
+            .collect();
+        let deletes: Vec<String> = (0..RECORD_BYTES / 100)
+            .map(|i| format!("{i:0>96}"))
+            .collect();
+        let records = records(&connector, upserts, deletes);
+        let items: usize = records
+            .iter()
+            .map(|r| r.write.upserts.len() + r.write.deletes.len())
+            .sum();
+        assert_eq!(items, 10 + RECORD_BYTES / 100, "every item is in a record");
+        assert!(records.len() > 4, "{} records", records.len());
+        for record in &records {
+            let bytes = serde_json::to_vec(record).expect("encodes").len();
+            assert!(bytes <= MAX_RECORD_BYTES / 4, "a record of {bytes} bytes");
+        }
     }
 
     #[test]

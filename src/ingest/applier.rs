@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::Checkpoint;
 use super::pacer::Pacer;
 use super::{Committed, IngestError, UnappliedKeys};
-use crate::store::{Accepted, Store};
+use crate::store::{Accepted, Replay, Store};
 
 /// Items (upserts and deletes) applied in one transaction, summed over its records (a
 /// record with more is a transaction of its own). Each sled transaction writes out
@@ -30,17 +30,27 @@ const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 /// How often that pause looks for the server stopping.
 const STOP_CHECK_EVERY: Duration = Duration::from_millis(50);
 
-/// Runs on a thread of its own, applying groups as they are committed (the journal's
-/// replay arrives first) and checkpointing between passes ([`Checkpoint`]). Returns
-/// once the committer is gone and everything it sent is applied, or when `stop` fires
-/// while it is waiting on a failing store (what is left is replayed on the next start).
+/// Runs on a thread of its own: replays the journal's backlog first, a bounded group
+/// at a time, then applies groups as they are committed, checkpointing between passes
+/// ([`Checkpoint`]). Returns once the committer is gone and everything it sent is
+/// applied, or when `stop` fires while it is waiting on a failing store (what is left
+/// is replayed on the next start).
 pub(super) fn run(
+    replay: Replay,
     committed: Receiver<Committed>,
     mut checkpoint: Checkpoint,
     store: Store,
     announce: Announce,
     stop: CancellationToken,
 ) {
+    let applier = Applier {
+        store,
+        announce,
+        stop,
+    };
+    if !applier.replay(replay, &mut checkpoint) {
+        return;
+    }
     let mut pacer = Pacer::new(MIN_PASS_INTERVAL);
     while let Some(mut group) = next_group(&committed, &mut checkpoint) {
         let wait = pacer.next_turn();
@@ -53,25 +63,66 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
+        if !applier.apply_all(group, &mut checkpoint) {
+            return;
+        }
+        checkpoint.run_if_due();
+    }
+    tracing::debug!("applier stopped");
+}
+
+/// What applying needs besides the groups: the store, where to announce, and when to
+/// give up retrying.
+struct Applier {
+    store: Store,
+    announce: Announce,
+    stop: CancellationToken,
+}
+
+impl Applier {
+    /// Applies the journal's backlog, group by group as [`Replay`] reads it; `false`
+    /// when `stop` fired while it was retrying.
+    fn replay(&self, mut replay: Replay, checkpoint: &mut Checkpoint) -> bool {
+        loop {
+            match replay.next_group() {
+                Ok(Some(group)) => {
+                    if !self.apply_all(group, checkpoint) {
+                        return false;
+                    }
+                    checkpoint.run_if_due();
+                }
+                Ok(None) => return true,
+                Err(error) => {
+                    tracing::error!(%error, "reading the journal to replay failed; retrying");
+                    if stopped_within(&self.stop, RETRY_AFTER_ERROR) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies `group` in order, retrying after a store error until it is all
+    /// applied; `false` when `stop` fired while it was retrying.
+    fn apply_all(&self, mut group: Committed, checkpoint: &mut Checkpoint) -> bool {
         while !group.is_empty() {
-            match apply(&store, group) {
+            match apply(&self.store, group) {
                 Ok((done, last_change, applied_group)) => {
-                    announce.applied(done, last_change, &applied_group);
+                    self.announce.applied(done, last_change, &applied_group);
                     checkpoint.applied(done);
                     group = Vec::new();
                 }
                 Err((error, rest)) => {
                     tracing::error!(%error, "applying the journal failed; retrying");
                     group = rest;
-                    if stopped_within(&stop, RETRY_AFTER_ERROR) {
-                        return;
+                    if stopped_within(&self.stop, RETRY_AFTER_ERROR) {
+                        return false;
                     }
                 }
             }
         }
-        checkpoint.run_if_due();
+        true
     }
-    tracing::debug!("applier stopped");
 }
 
 /// Where the applier tells what it applied.
@@ -129,6 +180,11 @@ fn apply(
     store: &Store,
     group: Committed,
 ) -> Result<(u64, Option<u64>, Committed), (IngestError, Committed)> {
+    fail::fail_point!("applier::before_apply", |delay: Option<String>| {
+        let millis = delay.and_then(|d| d.parse().ok()).unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(millis));
+        std::process::abort()
+    });
     let mut last = (0, None);
     let mut done = 0;
     let mut failed = None;

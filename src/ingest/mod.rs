@@ -83,6 +83,11 @@ impl UnappliedKeys {
         }
     }
 
+    /// Adds the keys of records replayed from the journal, known before they are read.
+    fn add_keys(&self, added: Vec<(Vec<u8>, IdempotencyRecord)>) {
+        self.lock().extend(added);
+    }
+
     fn remove(&self, records: &Committed) {
         let mut keys = self.lock();
         for (key, _) in records.iter().filter_map(|(_, a)| a.idempotency.as_ref()) {
@@ -105,16 +110,17 @@ pub struct Ingest {
 
 impl Ingest {
     /// Opens the journal and starts the committer and the applier on `tasks`. The
-    /// applier first replays what the journal holds beyond the pool.
+    /// applier first replays what the journal holds beyond the pool, in bounded groups
+    /// read from the journal files as it goes.
     pub fn start(
         store: Store,
         tasks: &TaskTracker,
         stop: CancellationToken,
     ) -> Result<Ingest, StoreError> {
-        let (journal, replay) = store.open_journal()?;
-        if !replay.is_empty() {
+        let (journal, mut replay) = store.open_journal()?;
+        if replay.records() > 0 {
             tracing::info!(
-                records = replay.len(),
+                records = replay.records(),
                 "replaying accepted writes not yet applied"
             );
         }
@@ -124,10 +130,7 @@ impl Ingest {
         let (applied_tx, applied_rx) = watch::channel(applied_seq);
         let (changes_tx, changes_rx) = watch::channel(store.last_change_seq()?);
         let unapplied = Arc::new(UnappliedKeys::default());
-        unapplied.add(&replay);
-        if !replay.is_empty() && to_applier.try_send(replay).is_err() {
-            return Err(StoreError::Corrupt("the replay could not be queued".into()));
-        }
+        unapplied.add_keys(replay.take_keys());
         let committer_keys = unapplied.clone();
         tasks
             .spawn_blocking(move || committer::run(journal, requests, to_applier, &committer_keys));
@@ -141,7 +144,7 @@ impl Ingest {
         };
         let applier_store = store.clone();
         tasks.spawn_blocking(move || {
-            applier::run(committed, checkpoint, applier_store, announce, stop)
+            applier::run(replay, committed, checkpoint, applier_store, announce, stop)
         });
         Ok(Ingest {
             store,

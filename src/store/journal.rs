@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::wal::{self, Wal};
+use super::wal::{self, Replay, Wal};
 use super::{decode, io_at, Store, StoreError};
 use crate::model::Write;
 
@@ -74,8 +74,15 @@ pub(super) fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
 
 impl Store {
     /// Opens the data dir's journal; returns it with the records not yet applied.
-    pub fn open_journal(&self) -> Result<(Wal, Vec<(u64, Accepted)>), StoreError> {
-        Wal::open(&self.journal_dir(), self.applied_seq()?)
+    /// Journal files the pool already has are deleted only once the pool's files are
+    /// synced: the applied mark sled reports may still be only in the page cache, and
+    /// a power cut would take it back. Blocking.
+    pub fn open_journal(&self) -> Result<(Wal, Replay), StoreError> {
+        let applied = self.applied_seq()?;
+        let opened = Wal::open(&self.journal_dir(), applied)?;
+        self.sync_and_release(applied)?;
+        fail::fail_point!("store::after_startup_release", |_| std::process::abort());
+        Ok(opened)
     }
 
     /// Makes everything applied so far durable ([`Store::flush_applied`], then
@@ -100,6 +107,7 @@ impl Store {
     /// Blocking.
     pub fn sync_and_release(&self, flushed: u64) -> Result<(), StoreError> {
         sync_files(&self.inner.data_dir.join("db"))?;
+        fail::fail_point!("store::before_release", |_| std::process::abort());
         if let Err(error) = wal::release(&self.journal_dir(), flushed) {
             // They stay until a later checkpoint manages; nothing depends on it.
             tracing::warn!(%error, "cannot delete applied journal files");

@@ -39,7 +39,7 @@ use codec::{decode, encode, Sealer};
 pub use journal::{Accepted, IdempotencyRecord};
 pub use pool::StreamStats;
 pub use spool::Spool;
-pub use wal::Wal;
+pub use wal::{Replay, Wal, MAX_RECORD_BYTES};
 
 /// The layout this binary writes. A data dir with a newer one is refused: it was
 /// written by a newer datapool, and guessing at it could lose data.
@@ -89,6 +89,26 @@ pub enum StoreError {
     /// A stored value cannot be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A journal file holds a bad record with data after it, or its records do not
+    /// follow on from each other and the applied mark: the start stops rather than
+    /// skip acknowledged writes.
+    #[error("the journal file {} is corrupt at byte {offset}: {problem}. Records from there on cannot be replayed: see \"Journal corruption\" under Operations in the README", .path.display())]
+    CorruptJournal {
+        /// The journal file.
+        path: PathBuf,
+        /// Where in it the problem starts.
+        offset: u64,
+        /// What is wrong there.
+        problem: String,
+    },
+    /// A write too large for one journal record.
+    #[error("a journal record of {bytes} bytes is over the {max}-byte limit")]
+    RecordTooLarge {
+        /// The record's size.
+        bytes: usize,
+        /// [`MAX_RECORD_BYTES`].
+        max: usize,
+    },
     /// A file of the data dir cannot be used.
     #[error("{}: {source}", .path.display())]
     Io {

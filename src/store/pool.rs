@@ -87,11 +87,12 @@ fn tx_seq(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
 
 /// One transaction's worth of applying: the items tree, the change sequence, and what
 /// is summed over the pass and written once at the end (stream summaries, how many
-/// items each connector gained or lost, the changes made).
+/// items each connector gained or lost, the changes made). Items and changes are
+/// stamped with the time their write was accepted (journaled with it), so a replay
+/// after a restart stamps what the first apply would have.
 struct Pass<'t> {
     items: &'t TransactionalTree,
     change_seq: u64,
-    now: Timestamp,
     stats: HashMap<String, StreamStats>,
     owned: HashMap<String, i64>,
     made: Vec<Change>,
@@ -125,7 +126,7 @@ impl Pass<'_> {
                 .count();
             stats.item_count = (stats.item_count + created as u64).saturating_sub(deleted as u64);
             if self.made.len() > before {
-                stats.updated_at = Some(self.now);
+                stats.updated_at = stats.updated_at.max(Some(write.accepted_at));
             }
         }
         Ok(())
@@ -139,7 +140,7 @@ impl Pass<'_> {
             upsert,
             write.mode,
             &write.connector_id,
-            self.now,
+            write.accepted_at,
         ) else {
             return Ok(());
         };
@@ -218,7 +219,7 @@ impl Pass<'_> {
             item_id,
             version,
             fields,
-            at: self.now,
+            at: write.accepted_at,
         });
     }
 }
@@ -262,7 +263,6 @@ impl Store {
                 let mut pass = Pass {
                     items,
                     change_seq: tx_seq(meta, CHANGE_SEQ_KEY)?,
-                    now: Timestamp::now(),
                     stats: HashMap::new(),
                     owned: HashMap::new(),
                     made: Vec::new(),

@@ -24,14 +24,17 @@ use crate::auth::Verifier;
 use crate::http::{body_failure, declared_length, unreadable, ApiError, RequestId};
 use crate::model::bulk::{BulkFormat, Piece, SplitError, Splitter, MAX_ITEM_BYTES};
 use crate::model::{Connector, Signing, Upsert};
-use crate::store::{Accepted, IdempotencyRecord, Spool};
+use crate::store::{Accepted, IdempotencyRecord, Spool, MAX_RECORD_BYTES};
 
 /// Largest bulk body (SPEC §3.3).
 pub const MAX_BULK_BYTES: usize = 64 * 1024 * 1024;
 /// Items per journal chunk: big enough that a chunk's commit is cheap per item.
 const CHUNK_ITEMS: usize = 1000;
-/// Raw bytes per journal chunk, so large items make smaller chunks.
+/// Raw bytes per journal chunk, so large items make smaller chunks. A chunk is
+/// committed once it passes this, so it holds at most this plus one item: far below
+/// the journal's record limit (checked below).
 const CHUNK_BYTES: usize = 1024 * 1024;
+const _: () = assert!(CHUNK_BYTES + MAX_ITEM_BYTES <= MAX_RECORD_BYTES / 8);
 /// Item errors listed in the answer; the rest are only counted.
 const MAX_REPORTED_ERRORS: usize = 100;
 /// Bytes read from a spool file at a time.
