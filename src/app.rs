@@ -74,7 +74,10 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
             .await
             .map_err(|_| AppError::Interrupted)??;
-        ensure_admin_token(&store, &config.data_dir)?;
+        let (admin_store, admin_dir) = (store.clone(), config.data_dir.clone());
+        tokio::task::spawn_blocking(move || ensure_admin_token(&admin_store, &admin_dir))
+            .await
+            .map_err(|_| AppError::Interrupted)??;
         let operator = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
         let tls = tls::server_config(operator, &config.data_dir)?;
         let https = bind(config.listen).await?;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod durability;
 pub mod sse;
 
 use std::io::{BufRead, BufReader, Write};
