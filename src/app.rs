@@ -24,6 +24,8 @@ use crate::{http, private_file};
 
 /// Name of the file in the data dir that holds the admin token (mode 0600).
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// Bytes in a MiB, for settings given in MiB.
+const MIB: usize = 1024 * 1024;
 /// Extra time, past the connection drain, for tasks to notice the shutdown.
 const TASK_GRACE: Duration = Duration::from_secs(2);
 
@@ -55,6 +57,10 @@ pub enum AppError {
     /// A blocking start-up step was cancelled.
     #[error("start-up was interrupted")]
     Interrupted,
+    /// The applier stopped abnormally; exiting lets the supervisor restart the server,
+    /// which replays the accepted writes from the journal.
+    #[error("accepted writes were no longer applied (the applier stopped); exiting so that the server is restarted")]
+    ApplierDied,
 }
 
 /// A server with its store open and its listeners bound, ready to run.
@@ -100,7 +106,14 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let background = TaskTracker::new();
         let stop_background = CancellationToken::new();
-        let ingest = Ingest::start(self.store.clone(), &background, stop_background.clone())?;
+        let budget_bytes = self.config.max_unapplied_mib.saturating_mul(MIB);
+        let ingest = Ingest::start(
+            self.store.clone(),
+            &background,
+            stop_background.clone(),
+            budget_bytes,
+        )?;
+        let health = ingest.health();
         background.spawn(retention::run(self.store.clone(), shutdown.clone()));
         let activity = Arc::new(Activity::new(self.store.clone()));
         background.spawn(run_flusher(activity.clone(), stop_background.clone()));
@@ -149,7 +162,13 @@ impl Server {
         drop(routes);
         listeners.close();
         background.close();
-        shutdown.cancelled().await;
+        let applier_died = tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = health.applier_dead() => {
+                shutdown.cancel();
+                true
+            }
+        };
         tracing::info!("shutting down: draining requests in flight");
         if tokio::time::timeout(drain + TASK_GRACE, listeners.wait())
             .await
@@ -166,6 +185,9 @@ impl Server {
         }
         self.store.flush().await?;
         tracing::info!("stopped; the store is flushed");
+        if applier_died {
+            return Err(AppError::ApplierDied);
+        }
         Ok(())
     }
 }

@@ -16,6 +16,12 @@ const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UN
 const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
 /// Longest drain an operator may configure; systemd's default stop timeout is 90 s.
 const MAX_SHUTDOWN_TIMEOUT_SECONDS: u64 = 80;
+/// MiB of accepted writes that may wait to be applied unless configured: a few seconds
+/// of a fast sender's pushes, small beside the memory of the boxes datapool runs on.
+const DEFAULT_MAX_UNAPPLIED_MIB: usize = 64;
+/// Largest budget an operator may configure: beyond it a stalled store would let a
+/// server take gigabytes before refusing pushes.
+const MAX_MAX_UNAPPLIED_MIB: usize = 4096;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +99,10 @@ pub struct ServerOptions {
         value_name = "SECONDS"
     )]
     pub shutdown_timeout_seconds: Option<u64>,
+    /// MiB of accepted request bodies that may wait to be applied before pushes get
+    /// 503 [default: 64]
+    #[arg(long, env = "DATAPOOL_MAX_UNAPPLIED_MIB", value_name = "MIB")]
+    pub max_unapplied_mib: Option<usize>,
 }
 
 impl ServerOptions {
@@ -108,6 +118,7 @@ impl ServerOptions {
             shutdown_timeout_seconds: self
                 .shutdown_timeout_seconds
                 .or(lower.shutdown_timeout_seconds),
+            max_unapplied_mib: self.max_unapplied_mib.or(lower.max_unapplied_mib),
         }
     }
 }
@@ -129,6 +140,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Seconds a shutdown waits for requests in flight.
     pub shutdown_timeout_seconds: u64,
+    /// MiB of accepted request bodies that may wait to be applied (the memory that
+    /// accepted writes hold); past it pushes get 503 and bulk imports wait.
+    pub max_unapplied_mib: usize,
 }
 
 impl Config {
@@ -161,6 +175,7 @@ impl Config {
             shutdown_timeout_seconds: o
                 .shutdown_timeout_seconds
                 .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
+            max_unapplied_mib: o.max_unapplied_mib.unwrap_or(DEFAULT_MAX_UNAPPLIED_MIB),
         };
         config.validate()?;
         Ok(config)
@@ -190,6 +205,11 @@ impl Config {
         if !(1..=MAX_SHUTDOWN_TIMEOUT_SECONDS).contains(&self.shutdown_timeout_seconds) {
             return invalid(format!(
                 "shutdown_timeout_seconds must be between 1 and {MAX_SHUTDOWN_TIMEOUT_SECONDS}"
+            ));
+        }
+        if !(1..=MAX_MAX_UNAPPLIED_MIB).contains(&self.max_unapplied_mib) {
+            return invalid(format!(
+                "max_unapplied_mib must be between 1 and {MAX_MAX_UNAPPLIED_MIB}"
             ));
         }
         Ok(())

@@ -1,9 +1,13 @@
-//! Durability through crashes, through the real binary killed with SIGKILL: admin
-//! changes answered before a crash are there after the restart.
+//! Durability and failure through the real binary: admin changes answered before a
+//! SIGKILL are there after the restart; accepted writes waiting to be applied are
+//! bounded in bytes; a store that fails writes or an applier that dies is visible and
+//! recovered by a restart. Fail points (`FAILPOINTS`) stand for the failures.
 
 mod common;
 
-use common::{assert_error, create_connector, push, TestServer};
+use std::time::Duration;
+
+use common::{assert_error, create_connector, get_item, push, wait_for_item, Options, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -100,4 +104,135 @@ async fn read_keys_issued_or_revoked_before_a_kill_stay_so() {
         .admin(Method::GET, "/api/admin/read-keys", None)
         .await;
     assert_eq!(listed.body["readKeys"], Value::Array(Vec::new()));
+}
+
+/// A server started with `env` added to its environment.
+async fn server_with(env: &[(&str, &str)]) -> TestServer {
+    TestServer::start_with(Options {
+        env: env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect(),
+        ..Options::default()
+    })
+    .await
+}
+
+/// A webhook connector writing to `stream`, items keyed by `id`; its ingest key.
+async fn orders(server: &TestServer, stream: &str) -> String {
+    let doc = json!({"name": stream, "type": "webhook", "stream": stream, "itemKey": "id"});
+    create_connector(server, &doc).await.1
+}
+
+/// How many log lines contain `text`.
+fn log_lines(server: &TestServer, text: &str) -> usize {
+    server.logs().lines().filter(|l| l.contains(text)).count()
+}
+
+/// The log line a failing store writes, once.
+const STORE_FAILING_LOG: &str = "the store cannot apply accepted writes";
+
+#[tokio::test]
+async fn pushes_past_the_unapplied_byte_budget_get_503_with_retry_after() {
+    // The first pass is held up for a while, so that accepted writes pile up unapplied.
+    let server = server_with(&[
+        ("DATAPOOL_MAX_UNAPPLIED_MIB", "1"),
+        ("FAILPOINTS", "applier::apply=1*sleep(5000)"),
+    ])
+    .await;
+    let key = orders(&server, "big").await;
+    let pad = "x".repeat(200 * 1024);
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for n in 0..12 {
+        let answer = push(
+            &server,
+            "big",
+            &key,
+            &json!({"id": n.to_string(), "pad": pad}),
+        )
+        .await;
+        if answer.status == StatusCode::ACCEPTED {
+            accepted.push(n.to_string());
+        } else {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("a push past 1 MiB of unapplied writes is refused");
+    assert_error(&refused, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
+    assert!(
+        refused.headers.contains_key("retry-after"),
+        "{:?}",
+        refused.headers
+    );
+    assert!(
+        accepted.len() <= 5,
+        "1 MiB holds at most five 200 KiB pushes, {} were accepted",
+        accepted.len()
+    );
+    let later = common::eventually(Duration::from_secs(30), "budget given back", async || {
+        let answer = push(&server, "big", &key, &json!({"id": "later", "pad": "y"})).await;
+        (answer.status == StatusCode::ACCEPTED).then_some(())
+    });
+    later.await;
+    for id in &accepted {
+        wait_for_item(&server, "big", id, |_| true).await;
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_fails_writes_turns_pushes_and_readiness_to_503_until_a_restart() {
+    let mut server = server_with(&[("FAILPOINTS", "applier::apply=return")]).await;
+    let key = orders(&server, "wedged").await;
+    let first = push(&server, "wedged", &key, &json!({"id": "kept"})).await;
+    assert_eq!(
+        first.status,
+        StatusCode::ACCEPTED,
+        "journaled: {}",
+        first.body
+    );
+    let ready = common::eventually(Duration::from_secs(10), "/readyz 503", async || {
+        let answer = server.call(Method::GET, "/readyz", None, None).await;
+        (answer.status == StatusCode::SERVICE_UNAVAILABLE).then_some(answer)
+    });
+    assert_error(&ready.await, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
+    let refused = push(&server, "wedged", &key, &json!({"id": "refused"})).await;
+    assert_error(&refused, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
+    assert!(refused.headers.contains_key("retry-after"));
+    // The applier retries every second; the failure is logged once, not per retry.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        log_lines(&server, STORE_FAILING_LOG),
+        1,
+        "{}",
+        server.logs()
+    );
+
+    server.kill().await;
+    server.relaunch_without(&["FAILPOINTS"]).await;
+    wait_for_item(&server, "wedged", "kept", |_| true).await;
+    assert!(get_item(&server, "wedged", "refused").await.is_none());
+}
+
+#[tokio::test]
+async fn a_dead_applier_makes_the_server_exit_non_zero_and_a_restart_applies_the_journal() {
+    let mut server = server_with(&[("FAILPOINTS", "applier::apply=panic")]).await;
+    let key = orders(&server, "crashy").await;
+    let first = push(&server, "crashy", &key, &json!({"id": "kept"})).await;
+    assert_eq!(
+        first.status,
+        StatusCode::ACCEPTED,
+        "journaled: {}",
+        first.body
+    );
+    let status = server.exited().await;
+    assert!(!status.success(), "exit {status}:\n{}", server.logs());
+    assert!(
+        server.logs().contains("the applier stopped abnormally"),
+        "{}",
+        server.logs()
+    );
+    server.relaunch_without(&["FAILPOINTS"]).await;
+    wait_for_item(&server, "crashy", "kept", |_| true).await;
 }

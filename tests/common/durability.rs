@@ -2,8 +2,9 @@
 //! dir, as a power cut or an OOM kill followed by a restart by systemd would.
 
 use std::process::ExitStatus;
+use std::time::{Duration, Instant};
 
-use super::TestServer;
+use super::{TestServer, START_TIMEOUT};
 
 impl TestServer {
     /// Kills the server with SIGKILL (no shutdown, no final flush) and waits for it to
@@ -18,15 +19,30 @@ impl TestServer {
         self.launch().await;
     }
 
-    /// Starts the server again on the same data dir after it exited, with `env` added
-    /// to (or replacing) the environment it started with.
-    pub async fn relaunch_with(&mut self, env: &[(&str, &str)]) {
-        for (name, value) in env {
-            self.options.env.retain(|(n, _)| n != name);
-            self.options
-                .env
-                .push(((*name).to_owned(), (*value).to_owned()));
+    /// Waits for the server to exit by itself; its exit status.
+    pub async fn exited(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let child = self.child.as_mut().expect("server running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "datapool did not exit:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Starts the server again on the same data dir after it exited, without the
+    /// environment variables named in `unset` (such as `FAILPOINTS`).
+    pub async fn relaunch_without(&mut self, unset: &[&str]) {
+        self.options
+            .env
+            .retain(|(name, _)| !unset.contains(&name.as_str()));
         self.launch().await;
     }
 }

@@ -25,6 +25,7 @@ use super::{
 use crate::api::{check_json_content_type, content_type_essence, AppState};
 use crate::auth::Verifier;
 use crate::http::{ApiError, RequestId};
+use crate::ingest::Charge;
 use crate::model::bulk::{BulkFormat, Piece, SplitError, Splitter, MAX_ITEM_BYTES};
 use crate::model::{Connector, Signing, Upsert};
 use crate::store::{Accepted, IdempotencyRecord, Spool};
@@ -300,14 +301,15 @@ impl<'a> Import<'a> {
         }
         let upserts = std::mem::take(&mut self.chunk);
         let items = upserts.len();
-        self.chunk_bytes = 0;
+        let bytes = std::mem::take(&mut self.chunk_bytes);
+        let accepted = Accepted {
+            write: write_for(self.connector, upserts, Vec::new()),
+            idempotency,
+        };
         let seq = self
             .state
             .ingest
-            .submit(Accepted {
-                write: write_for(self.connector, upserts, Vec::new()),
-                idempotency,
-            })
+            .submit_charged(accepted, Charge::OrWait(bytes))
             .await?;
         self.stored += items;
         if let Some(previous) = self.previous.replace(seq) {
