@@ -7,7 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_error, create_connector, get_item, push, wait_for_item, Options, TestServer};
+use common::{
+    assert_error, create_connector, get_item, push, send, wait_for_item, webhook, Options,
+    TestServer,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -235,4 +238,47 @@ async fn a_dead_applier_makes_the_server_exit_non_zero_and_a_restart_applies_the
     );
     server.relaunch_without(&["FAILPOINTS"]).await;
     wait_for_item(&server, "crashy", "kept", |_| true).await;
+}
+
+#[tokio::test]
+async fn a_retry_after_a_hang_up_once_the_request_reached_the_journal_is_a_replay() {
+    // The first commit is held up, so the client gives up while its request is queued.
+    let server = server_with(&[("FAILPOINTS", "committer::commit=1*sleep(2000)")]).await;
+    let key = orders(&server, "retried").await;
+    let impatient = common::client_with_timeout(&server.cert_file(), Duration::from_millis(500));
+    let hung_up = impatient
+        .post(server.url("/api/webhook/retried"))
+        .bearer_auth(&key)
+        .header("idempotency-key", "order-1")
+        .json(&json!({"id": "a", "v": "first"}))
+        .send()
+        .await;
+    assert!(hung_up.is_err(), "the client hung up before the answer");
+
+    let retried = common::eventually(
+        Duration::from_secs(10),
+        "the first request's outcome",
+        async || {
+            let answer = send(
+                webhook(&server, "retried", &key)
+                    .header("idempotency-key", "order-1")
+                    .json(&json!({"id": "a", "v": "second"})),
+            )
+            .await;
+            (answer.status != StatusCode::CONFLICT).then_some(answer)
+        },
+    )
+    .await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.body);
+    assert_eq!(
+        retried
+            .headers
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..]),
+        "a replay, not a second write: {:?}",
+        retried.headers
+    );
+    let item = wait_for_item(&server, "retried", "a", |_| true).await;
+    assert_eq!(item["fields"]["v"], "first", "{item}");
 }

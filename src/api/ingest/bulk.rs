@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+use super::idempotency::KeyGuard;
 use super::items::{value_item, ItemRules};
 use super::{
     accepted_body, declared_length, idempotency, invalid_signature, success, unreadable, write_for,
@@ -90,8 +91,7 @@ pub(super) async fn accept(
             drop(spool);
         }
     }
-    let body = import.finish(&request_id).await?;
-    drop(claim);
+    let body = import.finish(&request_id, claim).await?;
     Ok((success(connector, body), import.stored))
 }
 
@@ -246,7 +246,7 @@ impl<'a> Import<'a> {
         self.take_pieces();
         split.map_err(|e| self.broken(e))?;
         if self.chunk.len() >= CHUNK_ITEMS || self.chunk_bytes >= CHUNK_BYTES {
-            self.commit(None).await?;
+            self.commit(None, None).await?;
         }
         Ok(())
     }
@@ -290,11 +290,13 @@ impl<'a> Import<'a> {
         }
     }
 
-    /// Makes the chunk durable (with the idempotency record, for the last), then waits
-    /// until the chunk before it is applied, so at most two are ever held.
+    /// Makes the chunk durable (with the idempotency record and the claim on its key,
+    /// for the last), then waits until the chunk before it is applied, so at most two
+    /// are ever held.
     async fn commit(
         &mut self,
         idempotency: Option<(Vec<u8>, IdempotencyRecord)>,
+        claim: Option<KeyGuard>,
     ) -> Result<(), ApiError> {
         if self.chunk.is_empty() && idempotency.is_none() {
             return Ok(());
@@ -306,11 +308,8 @@ impl<'a> Import<'a> {
             write: write_for(self.connector, upserts, Vec::new()),
             idempotency,
         };
-        let seq = self
-            .state
-            .ingest
-            .submit_charged(accepted, Charge::OrWait(bytes))
-            .await?;
+        let seq =
+            idempotency::submit_holding(self.state, accepted, Charge::OrWait(bytes), claim).await?;
         self.stored += items;
         if let Some(previous) = self.previous.replace(seq) {
             self.state.ingest.applied(previous).await?;
@@ -318,8 +317,13 @@ impl<'a> Import<'a> {
         Ok(())
     }
 
-    /// Ends the body and commits the last chunk; the 202 body.
-    async fn finish(&mut self, request_id: &RequestId) -> Result<Value, ApiError> {
+    /// Ends the body and commits the last chunk, releasing `claim` once it is
+    /// committed; the 202 body.
+    async fn finish(
+        &mut self,
+        request_id: &RequestId,
+        claim: Option<KeyGuard>,
+    ) -> Result<Value, ApiError> {
         let split = self.splitter.finish(&mut self.pieces);
         self.take_pieces();
         split.map_err(|e| self.broken(e))?;
@@ -335,7 +339,7 @@ impl<'a> Import<'a> {
             }
             None => None,
         };
-        self.commit(idempotency).await?;
+        self.commit(idempotency, claim).await?;
         Ok(body)
     }
 }

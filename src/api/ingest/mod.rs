@@ -290,11 +290,7 @@ async fn whole(
         write: write_for(connector, upserts, deletes.unwrap_or_default()),
         idempotency,
     };
-    state
-        .ingest
-        .submit_charged(accepted, Charge::OrRefuse(body_bytes))
-        .await?;
-    drop(claim);
+    idempotency::submit_holding(state, accepted, Charge::OrRefuse(body_bytes), claim).await?;
     Ok((success(connector, body), items))
 }
 
