@@ -315,3 +315,73 @@ async fn a_64_mib_ndjson_import_counts_right_in_bounded_memory() {
     )
     .await;
 }
+
+/// NDJSON lines of `width` bytes (over the largest item, so each is rejected without
+/// being stored), `lines` of them.
+fn oversized_lines(lines: usize, width: usize) -> Vec<Result<Vec<u8>, std::io::Error>> {
+    let mut line = vec![b'x'; width];
+    line.push(b'\n');
+    (0..lines).map(|_| Ok(line.clone())).collect()
+}
+
+#[tokio::test]
+async fn a_chunked_body_passing_64_mib_is_refused_with_413() {
+    let server = TestServer::start().await;
+    let key = connector(&server, "endless").await;
+    // No Content-Length: the limit is found while reading, 1 MiB and a bit at a time.
+    let chunks = oversized_lines(64, MIB + 1);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let answer = send(ndjson(&server, "endless", &key, body)).await;
+    let message = assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE");
+    assert!(message.contains("64"), "{message}");
+}
+
+#[tokio::test]
+async fn chunks_of_an_import_made_durable_before_a_kill_are_there_after_the_restart() {
+    let mut server = TestServer::start().await;
+    let key = connector(&server, "crashed").await;
+    // The import's first 3,500 lines, then a body that never ends: the server dies
+    // first.
+    let sent = lines(0, 3500, 100, None)
+        .chunks(64 * 1024)
+        .map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec()))
+        .collect::<Vec<_>>();
+    let endless = futures_util::StreamExt::chain(
+        futures_util::stream::iter(sent),
+        futures_util::stream::pending(),
+    );
+    let body = reqwest::Body::wrap_stream(endless);
+    let import = tokio::spawn(send_import(ndjson(&server, "crashed", &key, body)));
+    // Chunks are applied only once durable: what the stream holds before the kill was
+    // acknowledged by the journal.
+    let seen = common::eventually(Duration::from_secs(30), "chunks applied", async || {
+        let count = item_count(&server, "crashed").await;
+        (count >= 2000).then_some(count)
+    })
+    .await;
+    server.crash_and_restart().await;
+    import.abort();
+    let after = all_items(&server, "crashed", &server.token()).await;
+    assert!(
+        after.len() >= seen && after.len() < 3500,
+        "{seen} items seen before the kill, {} after",
+        after.len()
+    );
+}
+
+/// How many items `stream` holds (0 before it exists), from the stream list.
+async fn item_count(server: &TestServer, stream: &str) -> usize {
+    let streams = server
+        .admin(reqwest::Method::GET, "/api/streams", None)
+        .await;
+    streams.body["streams"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == stream))
+        .and_then(|s| s["itemCount"].as_u64())
+        .map_or(0, |n| n as usize)
+}
+
+/// Sends an import whose answer nobody waits for (its server is killed meanwhile).
+async fn send_import(request: reqwest::RequestBuilder) {
+    let _ = request.send().await;
+}
