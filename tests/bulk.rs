@@ -244,22 +244,25 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
-/// A 64 MiB import with bad lines is counted right, and the server's memory does not
-/// grow with the import: once a 16 MiB import has warmed the store's caches, the 64 MiB
-/// import raises the peak by less than 64 MiB. The figures are printed
+/// The most a 64 MiB import into a fresh store may raise the server's memory (peak RSS
+/// over idle RSS), in KiB: 32 MiB for the shipped (release) build. A debug build
+/// allocates more for the same work: it measured 42 – 48 MiB here (56 – 57 MiB before
+/// imports made smaller chunks), so it is held to 52 MiB.
+const IMPORT_MEMORY_BOUND_KIB: u64 = if cfg!(debug_assertions) {
+    52 * 1024
+} else {
+    32 * 1024
+};
+
+/// A 64 MiB import with bad lines is counted right, and the server's memory stays
+/// within [`IMPORT_MEMORY_BOUND_KIB`] of a fresh, idle server's. The figures are printed
 /// for the record (`cargo nextest run --test bulk --no-capture`).
 #[tokio::test]
 async fn a_64_mib_ndjson_import_counts_right_in_bounded_memory() {
     let server = TestServer::start().await;
+    let key = connector(&server, "history").await;
     let idle = memory_kib(server.pid(), "VmRSS");
     let width = 127;
-    let warm_key = connector(&server, "warmup").await;
-    let warm = lines(0, 16 * MIB / (width + 1), width, None);
-    let answer = send(ndjson(&server, "warmup", &warm_key, warm)).await;
-    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
-    let warmed = memory_kib(server.pid(), "VmHWM");
-
-    let key = connector(&server, "history").await;
     let total = 64 * MIB / (width + 1) - 16;
     let body = lines(0, total, width, Some(1000));
     assert!(body.len() <= 64 * MIB, "{} bytes", body.len());
@@ -275,17 +278,15 @@ async fn a_64_mib_ndjson_import_counts_right_in_bounded_memory() {
     assert_eq!(errors[0]["code"], "INVALID_PAYLOAD");
     let peak = memory_kib(server.pid(), "VmHWM");
     println!(
-        "64 MiB import: {} items; RSS idle {} MiB, peak after a 16 MiB import {} MiB, \
-         peak after the 64 MiB import {} MiB",
+        "64 MiB import into a fresh store: {} items; RSS idle {} MiB, peak {} MiB",
         total - bad,
         idle / 1024,
-        warmed / 1024,
         peak / 1024
     );
-    let grown = peak.saturating_sub(warmed);
+    let grown = peak.saturating_sub(idle);
     assert!(
-        grown < 64 * 1024,
-        "the 64 MiB import raised the peak by {grown} KiB"
+        grown <= IMPORT_MEMORY_BOUND_KIB,
+        "the 64 MiB import raised the peak by {grown} KiB over idle"
     );
     common::eventually(Duration::from_secs(60), "the import applied", async || {
         let streams = server
@@ -340,9 +341,9 @@ async fn a_chunked_body_passing_64_mib_is_refused_with_413() {
 async fn chunks_of_an_import_made_durable_before_a_kill_are_there_after_the_restart() {
     let mut server = TestServer::start().await;
     let key = connector(&server, "crashed").await;
-    // The import's first 3,500 lines, then a body that never ends: the server dies
+    // The import's first 3,600 lines, then a body that never ends: the server dies
     // first.
-    let sent = lines(0, 3500, 100, None)
+    let sent = lines(0, 3600, 100, None)
         .chunks(64 * 1024)
         .map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec()))
         .collect::<Vec<_>>();
@@ -363,7 +364,7 @@ async fn chunks_of_an_import_made_durable_before_a_kill_are_there_after_the_rest
     import.abort();
     let after = all_items(&server, "crashed", &server.token()).await;
     assert!(
-        after.len() >= seen && after.len() < 3500,
+        after.len() >= seen && after.len() < 3600,
         "{seen} items seen before the kill, {} after",
         after.len()
     );
