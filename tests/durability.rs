@@ -243,9 +243,9 @@ async fn a_dead_applier_makes_the_server_exit_non_zero_and_a_restart_applies_the
 #[tokio::test]
 async fn a_retry_after_a_hang_up_once_the_request_reached_the_journal_is_a_replay() {
     // The first commit is held up, so the client gives up while its request is queued.
-    let server = server_with(&[("FAILPOINTS", "committer::commit=1*sleep(2000)")]).await;
+    let server = server_with(&[("FAILPOINTS", "committer::commit=1*sleep(3000)")]).await;
     let key = orders(&server, "retried").await;
-    let impatient = common::client_with_timeout(&server.cert_file(), Duration::from_millis(500));
+    let impatient = common::client_with_timeout(&server.cert_file(), Duration::from_millis(1000));
     let hung_up = impatient
         .post(server.url("/api/webhook/retried"))
         .bearer_auth(&key)
