@@ -23,6 +23,8 @@ use crate::{http, private_file};
 
 /// Name of the file in the data dir that holds the admin token (mode 0600).
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// Bytes in a MiB, for settings given in MiB.
+const MIB: usize = 1024 * 1024;
 /// Extra time, past the connection drain, for tasks to notice the shutdown.
 const TASK_GRACE: Duration = Duration::from_secs(2);
 
@@ -54,6 +56,10 @@ pub enum AppError {
     /// A blocking start-up step was cancelled.
     #[error("start-up was interrupted")]
     Interrupted,
+    /// The applier stopped abnormally; exiting lets the supervisor restart the server,
+    /// which replays the accepted writes from the journal.
+    #[error("accepted writes were no longer applied (the applier stopped); exiting so that the server is restarted")]
+    ApplierDied,
 }
 
 /// A server with its store open and its listeners bound, ready to run.
@@ -73,7 +79,10 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
             .await
             .map_err(|_| AppError::Interrupted)??;
-        ensure_admin_token(&store, &config.data_dir)?;
+        let (admin_store, admin_dir) = (store.clone(), config.data_dir.clone());
+        tokio::task::spawn_blocking(move || ensure_admin_token(&admin_store, &admin_dir))
+            .await
+            .map_err(|_| AppError::Interrupted)??;
         let operator = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
         let tls = tls::server_config(operator, &config.data_dir)?;
         let https = bind(config.listen).await?;
@@ -96,7 +105,14 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let background = TaskTracker::new();
         let stop_background = CancellationToken::new();
-        let ingest = Ingest::start(self.store.clone(), &background, stop_background.clone())?;
+        let budget_bytes = self.config.max_unapplied_mib.saturating_mul(MIB);
+        let ingest = Ingest::start(
+            self.store.clone(),
+            &background,
+            stop_background.clone(),
+            budget_bytes,
+        )?;
+        let health = ingest.health();
         background.spawn(retention::run(self.store.clone(), shutdown.clone()));
         let activity = Arc::new(Activity::new(self.store.clone()));
         background.spawn(run_flusher(activity.clone(), stop_background.clone()));
@@ -152,7 +168,13 @@ impl Server {
         drop(routes);
         listeners.close();
         background.close();
-        shutdown.cancelled().await;
+        let applier_died = tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = health.applier_dead() => {
+                shutdown.cancel();
+                true
+            }
+        };
         tracing::info!("shutting down: draining requests in flight");
         if tokio::time::timeout(drain + TASK_GRACE, listeners.wait())
             .await
@@ -169,6 +191,9 @@ impl Server {
         }
         self.store.flush().await?;
         tracing::info!("stopped; the store is flushed");
+        if applier_died {
+            return Err(AppError::ApplierDied);
+        }
         Ok(())
     }
 }

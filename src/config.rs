@@ -37,6 +37,12 @@ const MAX_TIMEOUT_SECONDS: u64 = 3600;
 const DEFAULT_MAX_INGEST_IN_FLIGHT: usize = 1024;
 /// Most ingest requests in flight an operator may allow: each may hold a 1 MiB body.
 const MAX_MAX_INGEST_IN_FLIGHT: usize = 65_536;
+/// MiB of accepted writes that may wait to be applied unless configured: a few seconds
+/// of a fast sender's pushes, small beside the memory of the boxes datapool runs on.
+const DEFAULT_MAX_UNAPPLIED_MIB: usize = 64;
+/// Largest budget an operator may configure: beyond it a stalled store would let a
+/// server take gigabytes before refusing pushes.
+const MAX_MAX_UNAPPLIED_MIB: usize = 4096;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +144,10 @@ pub struct ServerOptions {
     /// Ingest requests in flight at once; past it 503 [default: 1024]
     #[arg(long, env = "DATAPOOL_MAX_INGEST_IN_FLIGHT", value_name = "N")]
     pub max_ingest_in_flight: Option<usize>,
+    /// MiB of accepted request bodies that may wait to be applied before pushes get
+    /// 503 [default: 64]
+    #[arg(long, env = "DATAPOOL_MAX_UNAPPLIED_MIB", value_name = "MIB")]
+    pub max_unapplied_mib: Option<usize>,
 }
 
 impl ServerOptions {
@@ -160,6 +170,7 @@ impl ServerOptions {
                 .request_body_timeout_seconds
                 .or(lower.request_body_timeout_seconds),
             max_ingest_in_flight: self.max_ingest_in_flight.or(lower.max_ingest_in_flight),
+            max_unapplied_mib: self.max_unapplied_mib.or(lower.max_unapplied_mib),
         }
     }
 }
@@ -193,6 +204,9 @@ pub struct Config {
     pub request_body_timeout_seconds: u64,
     /// Ingest requests served at once; each connector may hold half of them.
     pub max_ingest_in_flight: usize,
+    /// MiB of accepted request bodies that may wait to be applied (the memory that
+    /// accepted writes hold); past it pushes get 503 and bulk imports wait.
+    pub max_unapplied_mib: usize,
 }
 
 impl Config {
@@ -236,6 +250,7 @@ impl Config {
             max_ingest_in_flight: o
                 .max_ingest_in_flight
                 .unwrap_or(DEFAULT_MAX_INGEST_IN_FLIGHT),
+            max_unapplied_mib: o.max_unapplied_mib.unwrap_or(DEFAULT_MAX_UNAPPLIED_MIB),
         };
         config.validate()?;
         Ok(config)
@@ -282,6 +297,11 @@ impl Config {
             "max_ingest_in_flight",
             self.max_ingest_in_flight,
             MAX_MAX_INGEST_IN_FLIGHT,
+        )?;
+        check_range(
+            "max_unapplied_mib",
+            self.max_unapplied_mib,
+            MAX_MAX_UNAPPLIED_MIB,
         )
     }
 

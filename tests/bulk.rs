@@ -244,22 +244,22 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
-/// A 64 MiB import with bad lines is counted right, and the server's memory does not
-/// grow with the import: once a 16 MiB import has warmed the store's caches, the 64 MiB
-/// import raises the peak by less than 64 MiB. The figures are printed
+/// The most a 64 MiB import into a fresh store may raise the server's memory (peak RSS
+/// over idle RSS), in KiB. The aim is 32 MiB; what holds it higher is the store's
+/// working set, which grows with the data written. Measured with 250-item chunks: a
+/// release build 51 MiB over idle (59 with 1,000-item chunks), a debug build 42 – 48
+/// (56 – 57). Both are held to 52 MiB, so that the memory cannot grow back unnoticed.
+const IMPORT_MEMORY_BOUND_KIB: u64 = 52 * 1024;
+
+/// A 64 MiB import with bad lines is counted right, and the server's memory stays
+/// within [`IMPORT_MEMORY_BOUND_KIB`] of a fresh, idle server's. The figures are printed
 /// for the record (`cargo nextest run --test bulk --no-capture`).
 #[tokio::test]
 async fn a_64_mib_ndjson_import_counts_right_in_bounded_memory() {
     let server = TestServer::start().await;
+    let key = connector(&server, "history").await;
     let idle = memory_kib(server.pid(), "VmRSS");
     let width = 127;
-    let warm_key = connector(&server, "warmup").await;
-    let warm = lines(0, 16 * MIB / (width + 1), width, None);
-    let answer = send(ndjson(&server, "warmup", &warm_key, warm)).await;
-    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
-    let warmed = memory_kib(server.pid(), "VmHWM");
-
-    let key = connector(&server, "history").await;
     let total = 64 * MIB / (width + 1) - 16;
     let body = lines(0, total, width, Some(1000));
     assert!(body.len() <= 64 * MIB, "{} bytes", body.len());
@@ -275,17 +275,15 @@ async fn a_64_mib_ndjson_import_counts_right_in_bounded_memory() {
     assert_eq!(errors[0]["code"], "INVALID_PAYLOAD");
     let peak = memory_kib(server.pid(), "VmHWM");
     println!(
-        "64 MiB import: {} items; RSS idle {} MiB, peak after a 16 MiB import {} MiB, \
-         peak after the 64 MiB import {} MiB",
+        "64 MiB import into a fresh store: {} items; RSS idle {} MiB, peak {} MiB",
         total - bad,
         idle / 1024,
-        warmed / 1024,
         peak / 1024
     );
-    let grown = peak.saturating_sub(warmed);
+    let grown = peak.saturating_sub(idle);
     assert!(
-        grown < 64 * 1024,
-        "the 64 MiB import raised the peak by {grown} KiB"
+        grown <= IMPORT_MEMORY_BOUND_KIB,
+        "the 64 MiB import raised the peak by {grown} KiB over idle"
     );
     common::eventually(Duration::from_secs(60), "the import applied", async || {
         let streams = server
@@ -314,4 +312,74 @@ async fn a_64_mib_ndjson_import_counts_right_in_bounded_memory() {
         },
     )
     .await;
+}
+
+/// NDJSON lines of `width` bytes (over the largest item, so each is rejected without
+/// being stored), `lines` of them.
+fn oversized_lines(lines: usize, width: usize) -> Vec<Result<Vec<u8>, std::io::Error>> {
+    let mut line = vec![b'x'; width];
+    line.push(b'\n');
+    (0..lines).map(|_| Ok(line.clone())).collect()
+}
+
+#[tokio::test]
+async fn a_chunked_body_passing_64_mib_is_refused_with_413() {
+    let server = TestServer::start().await;
+    let key = connector(&server, "endless").await;
+    // No Content-Length: the limit is found while reading, 1 MiB and a bit at a time.
+    let chunks = oversized_lines(64, MIB + 1);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let answer = send(ndjson(&server, "endless", &key, body)).await;
+    let message = assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE");
+    assert!(message.contains("64"), "{message}");
+}
+
+#[tokio::test]
+async fn chunks_of_an_import_made_durable_before_a_kill_are_there_after_the_restart() {
+    let mut server = TestServer::start().await;
+    let key = connector(&server, "crashed").await;
+    // The import's first 3,600 lines, then a body that never ends: the server dies
+    // first.
+    let sent = lines(0, 3600, 100, None)
+        .chunks(64 * 1024)
+        .map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec()))
+        .collect::<Vec<_>>();
+    let endless = futures_util::StreamExt::chain(
+        futures_util::stream::iter(sent),
+        futures_util::stream::pending(),
+    );
+    let body = reqwest::Body::wrap_stream(endless);
+    let import = tokio::spawn(send_import(ndjson(&server, "crashed", &key, body)));
+    // Chunks are applied only once durable: what the stream holds before the kill was
+    // acknowledged by the journal.
+    let seen = common::eventually(Duration::from_secs(30), "chunks applied", async || {
+        let count = item_count(&server, "crashed").await;
+        (count >= 2000).then_some(count)
+    })
+    .await;
+    server.crash_and_restart().await;
+    import.abort();
+    let after = all_items(&server, "crashed", &server.token()).await;
+    assert!(
+        after.len() >= seen && after.len() < 3600,
+        "{seen} items seen before the kill, {} after",
+        after.len()
+    );
+}
+
+/// How many items `stream` holds (0 before it exists), from the stream list.
+async fn item_count(server: &TestServer, stream: &str) -> usize {
+    let streams = server
+        .admin(reqwest::Method::GET, "/api/streams", None)
+        .await;
+    streams.body["streams"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == stream))
+        .and_then(|s| s["itemCount"].as_u64())
+        .map_or(0, |n| n as usize)
+}
+
+/// Sends an import whose answer nobody waits for (its server is killed meanwhile).
+async fn send_import(request: reqwest::RequestBuilder) {
+    let _ = request.send().await;
 }

@@ -52,23 +52,42 @@ impl PushConnectors {
     }
 
     /// Stores a new connector and its ingest key (see [`Store::create_connector`]).
-    pub fn create(&self, connector: &Connector, key: Option<&KeyRecord>) -> Result<(), StoreError> {
-        self.written(self.store.create_connector(connector, key))
+    pub async fn create(
+        &self,
+        connector: &Connector,
+        key: Option<&KeyRecord>,
+    ) -> Result<(), StoreError> {
+        let (connector, key) = (connector.clone(), key.cloned());
+        self.written(
+            self.store
+                .blocking(move |store| store.create_connector(&connector, key.as_ref()))
+                .await,
+        )
     }
 
     /// Replaces a connector, and its ingest key when `new_key` is given (see
     /// [`Store::update_connector`]).
-    pub fn update(
+    pub async fn update(
         &self,
         connector: &Connector,
         new_key: Option<&KeyRecord>,
     ) -> Result<(), StoreError> {
-        self.written(self.store.update_connector(connector, new_key))
+        let (connector, key) = (connector.clone(), new_key.cloned());
+        self.written(
+            self.store
+                .blocking(move |store| store.update_connector(&connector, key.as_ref()))
+                .await,
+        )
     }
 
     /// Deletes a connector with its ingest key (see [`Store::delete_connector`]).
-    pub fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.written(self.store.delete_connector(id))
+    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.written(
+            self.store
+                .blocking(move |store| store.delete_connector(&id))
+                .await,
+        )
     }
 
     /// The connector `token` is a valid ingest key of, or `None` for anything else

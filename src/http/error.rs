@@ -206,6 +206,11 @@ impl From<IngestError> for ApiError {
         match error {
             IngestError::Stopped => ApiError::unavailable("shutting down"),
             IngestError::Store(cause) => ApiError::internal(cause),
+            refused => {
+                let mut error = ApiError::unavailable(refused.to_string());
+                error.retry_after = refused.retry_after_seconds();
+                error
+            }
         }
     }
 }

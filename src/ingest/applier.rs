@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::budget::Budget;
 use super::checkpoint::Checkpoint;
 use super::pacer::Pacer;
-use super::{Committed, IngestError, UnappliedKeys};
-use crate::store::{Accepted, Replay, Store};
+use super::{Committed, Health, IngestError, UnappliedKeys};
+use crate::model::Change;
+use crate::store::{Accepted, Replay, Store, StoreError};
 
 /// Items (upserts and deletes) applied in one transaction, summed over its records (a
 /// record with more is a transaction of its own). Each sled transaction writes out
@@ -25,7 +27,8 @@ const RECORDS_PER_PASS: usize = 4_096;
 /// (sled writes out its log buffer for each); this is what it adds, at most, to a
 /// change's way to the read API and SSE.
 const MIN_PASS_INTERVAL: Duration = Duration::from_millis(2);
-/// Pause before retrying after the store failed to apply a record.
+/// Pause before retrying after the store failed to apply a record (sled 0.34 keeps
+/// failing until reopened, but a retry costs little and catches a passing failure).
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 /// How often that pause looks for the server stopping.
 const STOP_CHECK_EVERY: Duration = Duration::from_millis(50);
@@ -113,7 +116,7 @@ impl Applier {
                     group = Vec::new();
                 }
                 Err((error, rest)) => {
-                    tracing::error!(%error, "applying the journal failed; retrying");
+                    self.announce.health.report_store_failure(&error);
                     group = rest;
                     if stopped_within(&self.stop, RETRY_AFTER_ERROR) {
                         return false;
@@ -129,6 +132,10 @@ impl Applier {
 pub(super) struct Announce {
     /// Idempotency keys of committed records, forgotten once the store has them.
     pub(super) unapplied: Arc<UnappliedKeys>,
+    /// The byte budget, whose shares are given back once their records are applied.
+    pub(super) budget: Arc<Budget>,
+    /// Told when the store fails to apply and when it applies again.
+    pub(super) health: Arc<Health>,
     /// The last journal sequence applied.
     pub(super) applied: watch::Sender<u64>,
     /// The last change sequence made (for SSE).
@@ -142,6 +149,8 @@ impl Announce {
             self.changes.send_replace(seq);
         }
         self.applied.send_replace(done);
+        self.budget.release_through(done);
+        self.health.report_store_recovery();
     }
 }
 
@@ -189,7 +198,7 @@ fn apply(
     let mut done = 0;
     let mut failed = None;
     for chunk in transactions(&group) {
-        match store.apply(chunk) {
+        match apply_transaction(store, chunk) {
             Ok(made) => {
                 let seq = chunk.last().map_or(last.0, |(seq, _)| *seq);
                 last = (seq, made.last().map(|c| c.seq).or(last.1));
@@ -208,6 +217,19 @@ fn apply(
         ));
     }
     Ok((last.0, last.1, group))
+}
+
+/// Applies one transaction's records. The `applier::apply` fail point stands for a
+/// store that fails (`return`) or a panic (`panic`) in tests.
+fn apply_transaction(
+    store: &Store,
+    records: &[(u64, Accepted)],
+) -> Result<Vec<Change>, StoreError> {
+    fail::fail_point!("applier::apply", |_| Err(StoreError::Io {
+        path: "db".into(),
+        source: std::io::Error::other("injected by the applier::apply fail point"),
+    }));
+    store.apply(records)
 }
 
 /// `group` cut into consecutive runs of records holding at most

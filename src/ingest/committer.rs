@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::budget::Budget;
 use super::pacer::Pacer;
 use super::{Committed, IngestError, Pending, UnappliedKeys};
 use crate::store::{Accepted, StoreError, Wal};
@@ -23,12 +24,13 @@ const MIN_COMMIT_INTERVAL: Duration = Duration::from_micros(500);
 
 /// Runs on its own thread (it blocks on the journal) until every [`super::Ingest`]
 /// handle is gone, then returns once the queue is empty (dropping `to_applier`, which
-/// lets the applier finish).
+/// lets the applier finish). A committed group's idempotency keys go to `unapplied` and
+/// its shares of the byte budget to `budget`, until it is applied.
 pub(super) fn run(
     mut journal: Wal,
     mut requests: mpsc::Receiver<Pending>,
     to_applier: SyncSender<Committed>,
-    unapplied: &UnappliedKeys,
+    (unapplied, budget): (&UnappliedKeys, &Budget),
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut pacer = Pacer::new(MIN_COMMIT_INTERVAL);
@@ -44,11 +46,20 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        let (accepted, replies): (Vec<Accepted>, Vec<_>) =
-            group.drain(..).map(|p| (p.accepted, p.done)).unzip();
+        let mut shares = Vec::with_capacity(group.len());
+        let (accepted, replies): (Vec<Accepted>, Vec<_>) = group
+            .drain(..)
+            .map(|p| {
+                shares.extend(p.share);
+                (p.accepted, p.done)
+            })
+            .unzip();
         match commit(&mut journal, accepted) {
             Ok(records) => {
                 unapplied.add(&records);
+                if let Some((last, _)) = records.last() {
+                    budget.hold(*last, shares);
+                }
                 for (reply, (seq, _)) in replies.into_iter().zip(&records) {
                     let _ = reply.send(Ok(*seq));
                 }
@@ -71,6 +82,7 @@ pub(super) fn run(
 
 /// Appends `accepted` as one group and syncs it.
 fn commit(journal: &mut Wal, accepted: Vec<Accepted>) -> Result<Committed, StoreError> {
+    fail::fail_point!("committer::commit");
     let started = Instant::now();
     let seqs = journal.append(&accepted)?;
     tracing::debug!(

@@ -15,8 +15,10 @@
 //! ```
 
 mod applier;
+mod budget;
 mod checkpoint;
 mod committer;
+mod health;
 mod pacer;
 pub mod retention;
 
@@ -24,20 +26,30 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::store::{Accepted, IdempotencyRecord, Store, StoreError};
 use applier::Announce;
+use budget::Budget;
+pub use budget::Charge;
 use checkpoint::Checkpoint;
+pub use health::Health;
 
 /// Requests that may wait for the committer at once. The HTTP layer's in-flight cap
-/// answers 503 before this fills.
+/// answers 503 before this fills; their memory is bounded by the byte budget
+/// ([`Charge`]), not by this count.
 const QUEUE_CAPACITY: usize = 4096;
 /// Committed groups that may wait for the applier; past it, the committer waits, which
-/// holds new 202s back instead of growing memory.
+/// holds new 202s back. Their memory is bounded by the byte budget, not by this count.
 const APPLY_QUEUE_GROUPS: usize = 64;
+/// `Retry-After` of a push refused because accepted writes fill the byte budget: the
+/// applier usually frees budget within a second.
+const BUSY_RETRY_AFTER_SECONDS: u64 = 1;
+/// `Retry-After` of a push refused because writes cannot be applied: recovery takes a
+/// restart, which a supervisor makes within seconds.
+const FAILING_RETRY_AFTER_SECONDS: u64 = 10;
 
 /// Why a write was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +60,28 @@ pub enum IngestError {
     /// The server is stopping and takes no more writes.
     #[error("the server is shutting down")]
     Stopped,
+    /// Accepted writes waiting to be applied fill the byte budget.
+    #[error("too many accepted writes are waiting to be applied; retry shortly")]
+    Busy,
+    /// The store refuses to apply accepted writes.
+    #[error("the store cannot apply accepted writes; datapool needs a restart (see its log)")]
+    StoreFailing,
+    /// The applier has stopped; the server is exiting.
+    #[error("accepted writes are no longer applied; datapool is restarting")]
+    ApplierDied,
+}
+
+impl IngestError {
+    /// Seconds a refused sender should wait before retrying, for a refusal that passes.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            IngestError::Busy => Some(BUSY_RETRY_AFTER_SECONDS),
+            IngestError::StoreFailing | IngestError::ApplierDied => {
+                Some(FAILING_RETRY_AFTER_SECONDS)
+            }
+            IngestError::Store(_) | IngestError::Stopped => None,
+        }
+    }
 }
 
 impl From<StoreError> for IngestError {
@@ -59,6 +93,9 @@ impl From<StoreError> for IngestError {
 /// A request waiting for its group commit.
 struct Pending {
     accepted: Accepted,
+    /// Its share of the byte budget, given back once it is applied (none for writers
+    /// that wait for each write to be applied).
+    share: Option<OwnedSemaphorePermit>,
     done: oneshot::Sender<Result<u64, IngestError>>,
 }
 
@@ -103,19 +140,23 @@ impl UnappliedKeys {
 pub struct Ingest {
     store: Store,
     unapplied: Arc<UnappliedKeys>,
+    budget: Arc<Budget>,
+    health: Arc<Health>,
     queue: mpsc::Sender<Pending>,
     applied: watch::Receiver<u64>,
     changes: watch::Receiver<u64>,
 }
 
 impl Ingest {
-    /// Opens the journal and starts the committer and the applier on `tasks`. The
-    /// applier first replays what the journal holds beyond the pool, in bounded groups
-    /// read from the journal files as it goes.
+    /// Opens the journal and starts the committer and the applier on `tasks`, with
+    /// `budget_bytes` for accepted writes not yet applied. The applier first replays
+    /// what the journal holds beyond the pool, in bounded groups read from the journal
+    /// files as it goes.
     pub fn start(
         store: Store,
         tasks: &TaskTracker,
         stop: CancellationToken,
+        budget_bytes: usize,
     ) -> Result<Ingest, StoreError> {
         let (journal, mut replay) = store.open_journal()?;
         if replay.records() > 0 {
@@ -131,24 +172,41 @@ impl Ingest {
         let (changes_tx, changes_rx) = watch::channel(store.last_change_seq()?);
         let unapplied = Arc::new(UnappliedKeys::default());
         unapplied.add_keys(replay.take_keys());
+        let budget = Arc::new(Budget::new(budget_bytes));
+        let health = Arc::new(Health::default());
         let committer_keys = unapplied.clone();
-        tasks
-            .spawn_blocking(move || committer::run(journal, requests, to_applier, &committer_keys));
+        let committer_budget = budget.clone();
+        tasks.spawn_blocking(move || {
+            committer::run(
+                journal,
+                requests,
+                to_applier,
+                (&committer_keys, &committer_budget),
+            )
+        });
         let (flushed, flushes) = watch::channel(applied_seq);
         tasks.spawn(checkpoint::sync_and_release(store.clone(), flushes));
         let checkpoint = Checkpoint::new(store.clone(), flushed);
         let announce = Announce {
             unapplied: unapplied.clone(),
+            budget: budget.clone(),
+            health: health.clone(),
             applied: applied_tx,
             changes: changes_tx,
         };
         let applier_store = store.clone();
+        let applier_health = health.clone();
         tasks.spawn_blocking(move || {
-            applier::run(replay, committed, checkpoint, applier_store, announce, stop)
+            let run = || applier::run(replay, committed, checkpoint, applier_store, announce, stop);
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
+                applier_health.report_applier_death();
+            }
         });
         Ok(Ingest {
             store,
             unapplied,
+            budget,
+            health,
             queue,
             applied: applied_rx,
             changes: changes_rx,
@@ -169,25 +227,65 @@ impl Ingest {
         }
     }
 
-    /// Makes `accepted` durable; returns its journal sequence once it is on disk.
+    /// Makes `accepted` durable; returns its journal sequence once it is on disk. For
+    /// writers that wait for their writes to be applied before making many more (SQL
+    /// polls, deletes), so they take no share of the byte budget.
     pub async fn submit(&self, accepted: Accepted) -> Result<u64, IngestError> {
+        self.health.check()?;
+        self.enqueue(accepted, None).await
+    }
+
+    /// Like [`Ingest::submit`], paying for the memory the write holds until it is
+    /// applied from the byte budget as `charge` says.
+    pub async fn submit_charged(
+        &self,
+        accepted: Accepted,
+        charge: Charge,
+    ) -> Result<u64, IngestError> {
+        self.health.check()?;
+        let share = self.budget.take(charge).await?;
+        self.enqueue(accepted, Some(share)).await
+    }
+
+    async fn enqueue(
+        &self,
+        accepted: Accepted,
+        share: Option<OwnedSemaphorePermit>,
+    ) -> Result<u64, IngestError> {
         let (done, result) = oneshot::channel();
         self.queue
-            .send(Pending { accepted, done })
+            .send(Pending {
+                accepted,
+                share,
+                done,
+            })
             .await
             .map_err(|_| IngestError::Stopped)?;
         result.await.map_err(|_| IngestError::Stopped)?
     }
 
     /// Waits until journal record `seq` is applied to the pool (for callers that
-    /// answer only once their change is visible, such as deletes).
+    /// answer only once their change is visible, such as deletes); fails at once when
+    /// writes stop being applied.
     pub async fn applied(&self, seq: u64) -> Result<(), IngestError> {
         let mut applied = self.applied.clone();
-        applied
-            .wait_for(|done| *done >= seq)
-            .await
-            .map_err(|_| IngestError::Stopped)?;
-        Ok(())
+        tokio::select! {
+            done = applied.wait_for(|done| *done >= seq) => {
+                done.map_err(|_| IngestError::Stopped)?;
+                Ok(())
+            }
+            error = self.health.failing() => Err(error),
+        }
+    }
+
+    /// Whether accepted writes are being applied, for `/readyz`.
+    pub fn ready(&self) -> Result<(), IngestError> {
+        self.health.check()
+    }
+
+    /// The pipeline's health, for the server to exit when the applier dies.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
     }
 
     /// The last change sequence applied, changing as changes land (for SSE).

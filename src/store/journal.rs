@@ -160,7 +160,7 @@ impl Store {
 }
 
 /// `fdatasync`s sled's data file and any blob files, then their directories.
-fn sync_files(dir: &Path) -> Result<(), StoreError> {
+pub(super) fn sync_files(dir: &Path) -> Result<(), StoreError> {
     let data = dir.join("db");
     File::open(&data)
         .and_then(|f| f.sync_data())

@@ -216,11 +216,31 @@ impl Store {
 
     /// Writes everything to disk, as a checkpoint does; the last thing a shutdown does.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.blocking(|store| store.checkpoint().map(drop)).await
+    }
+
+    /// Runs `work` (blocking store calls, such as an admin change with its durable
+    /// flush) on a blocking thread, so the async runtime's workers keep serving.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.checkpoint())
+        tokio::task::spawn_blocking(move || work(&store))
             .await
-            .map_err(|e| StoreError::Corrupt(format!("the final flush did not run: {e}")))?
-            .map(drop)
+            .map_err(|e| StoreError::Corrupt(format!("a store task did not finish: {e}")))?
+    }
+
+    /// Runs an admin change, then flushes sled and `fdatasync`s its files before
+    /// returning: an admin answer (a new connector, a revoked key) must survive a crash
+    /// or a power cut, and sled alone keeps changes in memory until the next
+    /// checkpoint, which only ingest triggers. Every admin-mutating method goes through
+    /// here. Blocking.
+    fn durably<T>(&self, change: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let done = change()?;
+        self.inner.db.flush()?;
+        journal::sync_files(&self.inner.data_dir.join("db"))?;
+        Ok(done)
     }
 
     /// All connectors, in id order.
@@ -244,7 +264,8 @@ impl Store {
             .transpose()
     }
 
-    /// Stores a new connector and, for push types, its ingest key, atomically.
+    /// Stores a new connector and, for push types, its ingest key, atomically and
+    /// durably. Blocking.
     pub fn create_connector(
         &self,
         connector: &Connector,
@@ -254,7 +275,8 @@ impl Store {
     }
 
     /// Replaces a connector read at `connector.revision - 1`, and its ingest key when
-    /// `new_key` is given (the old key stops working in the same transaction).
+    /// `new_key` is given (the old key stops working in the same transaction), durably.
+    /// Blocking.
     pub fn update_connector(
         &self,
         connector: &Connector,
@@ -280,63 +302,67 @@ impl Store {
         let key_value = new_key
             .map(|key| encode(key).map(|v| (key.key_id.clone(), v)))
             .transpose()?;
-        transact(
-            (&inner.connectors, &inner.connector_names, &inner.keys).transaction(
-                |(connectors, names, keys)| {
-                    let current: Option<Connector> = connectors
-                        .get(id)?
-                        .map(|v| inner.sealer.open(id, &v))
-                        .transpose()
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    match (&current, expected_revision) {
-                        (Some(_), None) => return abort(StoreError::Changed),
-                        (None, Some(_)) => return abort(StoreError::NotFound),
-                        (Some(c), Some(rev)) if c.revision != rev => {
-                            return abort(StoreError::Changed)
+        self.durably(|| {
+            transact(
+                (&inner.connectors, &inner.connector_names, &inner.keys).transaction(
+                    |(connectors, names, keys)| {
+                        let current: Option<Connector> = connectors
+                            .get(id)?
+                            .map(|v| inner.sealer.open(id, &v))
+                            .transpose()
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        match (&current, expected_revision) {
+                            (Some(_), None) => return abort(StoreError::Changed),
+                            (None, Some(_)) => return abort(StoreError::NotFound),
+                            (Some(c), Some(rev)) if c.revision != rev => {
+                                return abort(StoreError::Changed)
+                            }
+                            _ => {}
                         }
-                        _ => {}
-                    }
-                    if names.get(&name)?.is_some_and(|owner| owner != id) {
-                        return abort(StoreError::NameTaken(connector.spec.name.clone()));
-                    }
-                    if let Some(current) = &current {
-                        names.remove(name_key(&current.spec.name))?;
-                        if let (Some(old), Some(_)) = (&current.key_id, &key_value) {
-                            keys.remove(old.as_bytes())?;
+                        if names.get(&name)?.is_some_and(|owner| owner != id) {
+                            return abort(StoreError::NameTaken(connector.spec.name.clone()));
                         }
-                    }
-                    if let Some((key_id, value)) = &key_value {
-                        keys.insert(key_id.as_bytes(), value.as_slice())?;
-                    }
-                    names.insert(name.as_slice(), id)?;
-                    connectors.insert(id, value.as_slice())?;
-                    Ok(())
-                },
-            ),
-        )
+                        if let Some(current) = &current {
+                            names.remove(name_key(&current.spec.name))?;
+                            if let (Some(old), Some(_)) = (&current.key_id, &key_value) {
+                                keys.remove(old.as_bytes())?;
+                            }
+                        }
+                        if let Some((key_id, value)) = &key_value {
+                            keys.insert(key_id.as_bytes(), value.as_slice())?;
+                        }
+                        names.insert(name.as_slice(), id)?;
+                        connectors.insert(id, value.as_slice())?;
+                        Ok(())
+                    },
+                ),
+            )
+        })
     }
 
-    /// Deletes a connector with its name and ingest key.
+    /// Deletes a connector with its name and ingest key, durably. Blocking.
     pub fn delete_connector(&self, id: &str) -> Result<(), StoreError> {
         let inner = &self.inner;
-        transact(
-            (&inner.connectors, &inner.connector_names, &inner.keys).transaction(
-                |(connectors, names, keys)| {
-                    let Some(value) = connectors.remove(id.as_bytes())? else {
-                        return abort(StoreError::NotFound);
-                    };
-                    let current: Connector = inner
-                        .sealer
-                        .open(id.as_bytes(), &value)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    names.remove(name_key(&current.spec.name))?;
-                    if let Some(key_id) = &current.key_id {
-                        keys.remove(key_id.as_bytes())?;
-                    }
-                    Ok(())
-                },
-            ),
-        )
+        self.durably(|| {
+            transact(
+                (&inner.connectors, &inner.connector_names, &inner.keys).transaction(
+                    |(connectors, names, keys)| {
+                        let Some(value) = connectors.remove(id.as_bytes())? else {
+                            return abort(StoreError::NotFound);
+                        };
+                        let current: Connector = inner
+                            .sealer
+                            .open(id.as_bytes(), &value)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        names.remove(name_key(&current.spec.name))?;
+                        if let Some(key_id) = &current.key_id {
+                            keys.remove(key_id.as_bytes())?;
+                        }
+                        Ok(())
+                    },
+                ),
+            )
+        })
     }
 
     /// The credential record with this key id, of any kind.
@@ -353,18 +379,21 @@ impl Store {
             .transpose()
     }
 
-    /// Makes `record` the admin token, revoking the previous one in the same transaction.
+    /// Makes `record` the admin token, revoking the previous one in the same
+    /// transaction, durably. Blocking.
     pub fn set_admin_key(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let inner = &self.inner;
         let value = encode(record)?;
-        transact((&inner.meta, &inner.keys).transaction(|(meta, keys)| {
-            if let Some(old) = meta.get(ADMIN_KEY_ID_KEY)? {
-                keys.remove(old)?;
-            }
-            keys.insert(record.key_id.as_bytes(), value.as_slice())?;
-            meta.insert(ADMIN_KEY_ID_KEY, record.key_id.as_bytes())?;
-            Ok(())
-        }))
+        self.durably(|| {
+            transact((&inner.meta, &inner.keys).transaction(|(meta, keys)| {
+                if let Some(old) = meta.get(ADMIN_KEY_ID_KEY)? {
+                    keys.remove(old)?;
+                }
+                keys.insert(record.key_id.as_bytes(), value.as_slice())?;
+                meta.insert(ADMIN_KEY_ID_KEY, record.key_id.as_bytes())?;
+                Ok(())
+            }))
+        })
     }
 }
 

@@ -7,17 +7,20 @@ use crate::auth::KeyRecord;
 use crate::model::ReadKey;
 
 impl Store {
-    /// Stores a read key and its credential's hash in one transaction.
+    /// Stores a read key and its credential's hash in one transaction, durably.
+    /// Blocking.
     pub fn create_read_key(&self, read_key: &ReadKey, key: &KeyRecord) -> Result<(), StoreError> {
         let inner = &self.inner;
         let (value, key_value) = (encode(read_key)?, encode(key)?);
-        transact(
-            (&inner.read_keys, &inner.keys).transaction(|(read_keys, keys)| {
-                read_keys.insert(read_key.id.as_bytes(), value.as_slice())?;
-                keys.insert(key.key_id.as_bytes(), key_value.as_slice())?;
-                Ok(())
-            }),
-        )
+        self.durably(|| {
+            transact(
+                (&inner.read_keys, &inner.keys).transaction(|(read_keys, keys)| {
+                    read_keys.insert(read_key.id.as_bytes(), value.as_slice())?;
+                    keys.insert(key.key_id.as_bytes(), key_value.as_slice())?;
+                    Ok(())
+                }),
+            )
+        })
     }
 
     /// All read keys, in id order.
@@ -38,19 +41,22 @@ impl Store {
             .transpose()
     }
 
-    /// Revokes a read key: its credential stops working in the same transaction.
+    /// Revokes a read key: its credential stops working in the same transaction, which
+    /// is durable on return. Blocking.
     pub fn delete_read_key(&self, id: &str) -> Result<(), StoreError> {
         let inner = &self.inner;
-        transact(
-            (&inner.read_keys, &inner.keys).transaction(|(read_keys, keys)| {
-                let Some(value) = read_keys.remove(id.as_bytes())? else {
-                    return abort(StoreError::NotFound);
-                };
-                let read_key: ReadKey = decode(&value)
-                    .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
-                keys.remove(read_key.key_id.as_bytes())?;
-                Ok(())
-            }),
-        )
+        self.durably(|| {
+            transact(
+                (&inner.read_keys, &inner.keys).transaction(|(read_keys, keys)| {
+                    let Some(value) = read_keys.remove(id.as_bytes())? else {
+                        return abort(StoreError::NotFound);
+                    };
+                    let read_key: ReadKey = decode(&value)
+                        .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
+                    keys.remove(read_key.key_id.as_bytes())?;
+                    Ok(())
+                }),
+            )
+        })
     }
 }

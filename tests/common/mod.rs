@@ -6,6 +6,7 @@
 
 pub mod crash;
 pub mod credentials;
+pub mod durability;
 pub mod limits;
 pub mod sse;
 

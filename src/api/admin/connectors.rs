@@ -34,7 +34,7 @@ pub async fn create(
         .then(|| Credential::generate(KeyKind::Ingest));
     let connector = Connector::new(spec, key.as_ref().map(|k| k.key_id().to_owned()), now);
     let record = key.as_ref().map(|k| k.record(&connector.id, now));
-    state.push.create(&connector, record.as_ref())?;
+    state.push.create(&connector, record.as_ref()).await?;
     state.pollers.changed();
     state.activity.note(
         &connector.id,
@@ -79,7 +79,8 @@ pub async fn update(
     let patch = json_body(&headers, &body)?;
     let connector = modify(&state, &id, |current| {
         Ok((current.patched(&patch, Timestamp::now())?, None))
-    })?;
+    })
+    .await?;
     tracing::info!(connector_id = %id, "connector updated");
     state
         .activity
@@ -92,7 +93,7 @@ pub async fn enable(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_enabled(&state, &id, true)
+    set_enabled(&state, &id, true).await
 }
 
 /// `POST /api/admin/connectors/{id}/disable` → `{"connector"}`; pushes then get 403
@@ -101,16 +102,17 @@ pub async fn disable(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_enabled(&state, &id, false)
+    set_enabled(&state, &id, false).await
 }
 
-fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Json<Value>, ApiError> {
+async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Json<Value>, ApiError> {
     let connector = modify(state, id, |current| {
         Ok((
             current.changed(Timestamp::now(), |spec| spec.enabled = enabled),
             None,
         ))
-    })?;
+    })
+    .await?;
     tracing::info!(connector_id = %id, enabled, "connector enabled changed");
     let message = if enabled {
         "connector enabled"
@@ -144,7 +146,8 @@ pub async fn rotate_key(
         let record = key.record(&next.id, now);
         issued = Some(key);
         Ok((next, Some(record)))
-    })?;
+    })
+    .await?;
     tracing::info!(connector_id = %id, key_id = ?connector.key_id, "ingest key rotated");
     let message = format!(
         "ingest key rotated; the new key id is {}",
@@ -160,7 +163,11 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.push.delete(&id).map_err(|e| not_found_as(e, &id))?;
+    state
+        .push
+        .delete(&id)
+        .await
+        .map_err(|e| not_found_as(e, &id))?;
     state.activity.forget(&id)?;
     state.pollers.changed();
     tracing::info!(connector_id = %id, "connector deleted");
@@ -192,7 +199,7 @@ fn load(state: &AppState, id: &str) -> Result<Connector, ApiError> {
 
 /// Reads the connector, applies `change`, and stores the result with the key record
 /// `change` returns, retrying when another request changed the connector meanwhile.
-fn modify(
+async fn modify(
     state: &AppState,
     id: &str,
     mut change: impl FnMut(&Connector) -> Result<(Connector, Option<KeyRecord>), ApiError>,
@@ -200,7 +207,7 @@ fn modify(
     let mut attempt = 1;
     loop {
         let (next, key) = change(&load(state, id)?)?;
-        match state.push.update(&next, key.as_ref()) {
+        match state.push.update(&next, key.as_ref()).await {
             Err(StoreError::Changed) if attempt < MODIFY_ATTEMPTS => attempt += 1,
             result => {
                 state.pollers.changed();

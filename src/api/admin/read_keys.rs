@@ -25,9 +25,11 @@ pub async fn create(
     let now = Timestamp::now();
     let credential = Credential::generate(KeyKind::Read);
     let read_key = ReadKey::new(spec, credential.key_id().to_owned(), now)?;
+    let (stored, record) = (read_key.clone(), credential.record(&read_key.id, now));
     state
         .store
-        .create_read_key(&read_key, &credential.record(&read_key.id, now))?;
+        .blocking(move |store| store.create_read_key(&stored, &record))
+        .await?;
     tracing::info!(read_key_id = %read_key.id, key_id = %read_key.key_id, "read key issued");
     Ok((
         StatusCode::CREATED,
@@ -45,7 +47,12 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_read_key(&id).map_err(|e| match e {
+    let revoked = id.clone();
+    let deleted = state
+        .store
+        .blocking(move |store| store.delete_read_key(&revoked))
+        .await;
+    deleted.map_err(|e| match e {
         StoreError::NotFound => ApiError::not_found(format!("no read key with id {id:?}")),
         other => other.into(),
     })?;

@@ -4,7 +4,7 @@
 //! header such as `webhook-id`, or a JSON pointer into the body such as `/messageId`).
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
@@ -16,8 +16,9 @@ use sha2::{Digest, Sha256};
 use super::success;
 use crate::api::Services;
 use crate::http::ApiError;
+use crate::ingest::Charge;
 use crate::model::{item_id, Connector, Dedup, LogLevel};
-use crate::store::IdempotencyRecord;
+use crate::store::{Accepted, IdempotencyRecord};
 
 /// How long an idempotency key is remembered unless the connector says otherwise.
 pub const DEFAULT_IDEMPOTENCY_WINDOW_SECONDS: u64 = 24 * 3600;
@@ -29,23 +30,24 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 #[derive(Debug, Default)]
 pub struct KeysInFlight(Mutex<HashSet<Vec<u8>>>);
 
-/// Holds a key in [`KeysInFlight`] until dropped.
-pub(super) struct KeyGuard<'a> {
-    keys: &'a KeysInFlight,
+/// Holds a key in [`KeysInFlight`] until dropped; owned, so that it can outlive the
+/// request ([`submit_holding`]).
+pub(super) struct KeyGuard {
+    keys: Arc<KeysInFlight>,
     key: Vec<u8>,
 }
 
 impl KeysInFlight {
-    fn claim(&self, key: &[u8]) -> Option<KeyGuard<'_>> {
+    fn claim(self: &Arc<Self>, key: &[u8]) -> Option<KeyGuard> {
         let mut keys = self.0.lock().unwrap_or_else(|p| p.into_inner());
         keys.insert(key.to_vec()).then(|| KeyGuard {
-            keys: self,
+            keys: self.clone(),
             key: key.to_vec(),
         })
     }
 }
 
-impl Drop for KeyGuard<'_> {
+impl Drop for KeyGuard {
     fn drop(&mut self) {
         self.keys
             .0
@@ -56,9 +58,9 @@ impl Drop for KeyGuard<'_> {
 }
 
 /// The outcome of claiming a request's idempotency key.
-pub(super) enum Claim<'a> {
+pub(super) enum Claim {
     /// Process the request, holding the key (if it has one) until it is committed.
-    Proceed(Option<KeyGuard<'a>>),
+    Proceed(Option<KeyGuard>),
     /// A repeat: this is the first answer again.
     Replay(Response),
 }
@@ -121,12 +123,12 @@ pub(super) fn digest(raw: &[u8]) -> String {
 /// Claims `key` (if the request has one) for this request: 409 while another request
 /// holds it, the first answer when it was seen before (a different body, when `digest`
 /// is known, is noted as a warning in the connector's log), else the guard.
-pub(super) fn claim<'a>(
-    services: &'a Services,
+pub(super) fn claim(
+    services: &Services,
     connector: &Connector,
     key: Option<&[u8]>,
     digest: Option<&str>,
-) -> Result<Claim<'a>, ApiError> {
+) -> Result<Claim, ApiError> {
     let Some(key) = key else {
         return Ok(Claim::Proceed(None));
     };
@@ -149,6 +151,29 @@ pub(super) fn claim<'a>(
         .headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     Ok(Claim::Replay(response))
+}
+
+/// Submits `accepted`, which carries the idempotency record of `claim`'s key, and
+/// releases the key only once the commit's outcome is known. The submission runs on a
+/// task of its own: a client that hangs up after its request reached the committer
+/// drops the request, but not the claim, so a retry meanwhile gets 409 and, once the
+/// write is committed, the first answer (`Idempotent-Replayed`), never a second write.
+pub(super) async fn submit_holding(
+    services: &Services,
+    accepted: Accepted,
+    charge: Charge,
+    claim: Option<KeyGuard>,
+) -> Result<u64, ApiError> {
+    let Some(claim) = claim else {
+        return Ok(services.ingest.submit_charged(accepted, charge).await?);
+    };
+    let ingest = services.ingest.clone();
+    let submitted = tokio::spawn(async move {
+        let submitted = ingest.submit_charged(accepted, charge).await;
+        drop(claim);
+        submitted
+    });
+    Ok(submitted.await.map_err(ApiError::internal)??)
 }
 
 /// What to remember under the key: the answer, the body's digest, and until when.

@@ -27,6 +27,7 @@ pub use idempotency::KeysInFlight;
 use super::{check_json_content_type, parse_json, AppState};
 use crate::auth::{verify_signature, SignatureError, DEFAULT_RATE_LIMIT};
 use crate::http::{read_limited, ApiError, ClientAddr, RequestId};
+use crate::ingest::Charge;
 use crate::model::{Connector, Dedup, StreamName, Upsert, Write};
 use crate::store::Accepted;
 
@@ -276,6 +277,7 @@ async fn whole(
     // the wait for the commit, the connection can read its next request into that
     // buffer rather than allocate another.
     drop(rules);
+    let body_bytes = raw.len();
     drop((headers, raw));
     let items = upserts.len();
     let body = AcceptedBody {
@@ -290,8 +292,7 @@ async fn whole(
         write: write_for(connector, upserts, deletes.unwrap_or_default()),
         idempotency,
     };
-    state.ingest.submit(accepted).await?;
-    drop(claim);
+    idempotency::submit_holding(state, accepted, Charge::OrRefuse(body_bytes), claim).await?;
     Ok((success(connector, body), items))
 }
 
