@@ -590,3 +590,44 @@ async fn a_failing_poller_recovers_by_itself() {
     assert_eq!(state(&server, &id).await, "active");
     items_when(&server, "late", |items| ids(items) == ["1"]).await;
 }
+
+#[tokio::test]
+async fn a_connection_string_moved_with_its_masked_password_keeps_the_password() {
+    let Some(mut my) = database::<sqlx::MySqlConnection>(MARIADB).await else {
+        return;
+    };
+    let user = unique("dp_mover");
+    run(
+        &mut my,
+        &format!(
+            "create user '{user}'@'%' identified by 'pa;ss@word';
+             grant select on test.* to '{user}'@'%'"
+        ),
+    )
+    .await;
+    let server = TestServer::start().await;
+    let unreachable = format!("mysql://{user}:pa%3Bss%40word@127.0.0.1:1/test");
+    let doc = sql_connector("mover", "mover", &unreachable, "select 1 as id", json!({}));
+    let (id, _) = create_connector(&server, &doc).await;
+    log_entry(&server, &id, "error", "cannot connect").await;
+    let read = server
+        .admin(Method::GET, &format!("/api/admin/connectors/{id}"), None)
+        .await;
+    let shown = read.body["connector"]["settings"]["connectionString"]
+        .as_str()
+        .expect("a connection string")
+        .to_owned();
+    assert_eq!(shown, format!("mysql://{user}:***@127.0.0.1:1/test"));
+    let moved = json!({"settings": {"connectionString": shown.replace(":1/", ":3306/")}});
+    let patched = server
+        .admin(
+            Method::PATCH,
+            &format!("/api/admin/connectors/{id}"),
+            Some(&moved),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    log_entry(&server, &id, "recovered", "polling works again").await;
+    items_when(&server, "mover", |items| ids(items) == ["1"]).await;
+    run(&mut my, &format!("drop user '{user}'@'%'")).await;
+}
