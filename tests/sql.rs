@@ -265,7 +265,8 @@ async fn mariadb_types_reach_the_pool_and_changes_follow() {
                 "create table {table} (id int primary key, b tinyint(1), ti tinyint, si smallint,
          bi bigint, ub bigint unsigned, f float, dbl double, n decimal(10,2), big decimal(40,0),
          s varchar(20), tx text, bl blob, d date, tm time, dt datetime, ts timestamp null,
-         j json, nul int)"
+         j json, nul int, sb varchar(20) collate utf8mb4_bin, lb longtext collate utf8mb4_bin,
+         flag bit(1), bits bit(8), vb varbinary(4))"
             )
         })
         .await
@@ -275,11 +276,12 @@ async fn mariadb_types_reach_the_pool_and_changes_follow() {
     run(&mut my, &format!(
         "insert into {table} values (1, 1, -5, 300, 9007199254740993, 18446744073709551615,
          1.5, 2.25, 12.50, 1234567890123456789012345678901234567890, 'one', 'text', x'00ff',
-         '2026-01-02', '03:04:05', '2026-07-01 12:00:00', '2026-07-01 12:00:00', '{{\"k\":1}}', null)"
+         '2026-01-02', '03:04:05', '2026-07-01 12:00:00', '2026-07-01 12:00:00', '{{\"k\":1}}', null,
+         'Zürich', 'plain text', b'1', b'101', x'00010203')"
     )).await;
     let server = TestServer::start().await;
     let stream = unique("my").replace('_', "-");
-    // MariaDB's JSON is LONGTEXT with a binary collation: on the wire it is bytes.
+    // MariaDB's JSON is LONGTEXT with a binary collation, flagged binary on the wire.
     let query = format!("select *, cast(j as char) as jt from {table} order by id");
     let (_, _) = create_connector(
         &server,
@@ -294,7 +296,8 @@ async fn mariadb_types_reach_the_pool_and_changes_follow() {
                "big": "1234567890123456789012345678901234567890", "s": "one", "tx": "text",
                "bl": "AP8=", "d": "2026-01-02", "tm": "03:04:05",
                "dt": "2026-07-01T12:00:00+02:00", "ts": "2026-07-01T14:00:00+02:00",
-               "j": "eyJrIjoxfQ==", "jt": "{\"k\":1}", "nul": null})
+               "j.k": 1, "jt": "{\"k\":1}", "nul": null, "sb": "Zürich", "lb": "plain text",
+               "flag": true, "bits": 5, "vb": "AAECAw=="})
     );
     follows_changes(&server, &mut my, &table, &stream).await;
     run(&mut my, &format!("drop table {table}")).await;
@@ -630,4 +633,46 @@ async fn a_connection_string_moved_with_its_masked_password_keeps_the_password()
     log_entry(&server, &id, "recovered", "polling works again").await;
     items_when(&server, "mover", |items| ids(items) == ["1"]).await;
     run(&mut my, &format!("drop user '{user}'@'%'")).await;
+}
+
+#[tokio::test]
+async fn mariadb_zero_dates_are_null_with_a_warning() {
+    let Some((mut my, table)) =
+        source_table::<sqlx::MySqlConnection>(MARIADB, "dp_zero", |table| {
+            format!(
+                "set session sql_mode = '';
+                 create table {table} (id int primary key, d date, dt datetime, ok date);
+                 insert into {table} values (1, '0000-00-00', '0000-00-00 00:00:00', '2026-01-02'),
+                 (2, '2026-05-00', '2026-01-02 03:04:05', '2026-01-03')"
+            )
+        })
+        .await
+    else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let stream = unique("zero").replace('_', "-");
+    let query = format!("select * from {table} order by id");
+    let (id, _) = create_connector(
+        &server,
+        &sql_connector("zero dates", &stream, MARIADB, &query, json!({})),
+    )
+    .await;
+    let items = items_when(&server, &stream, |items| items.len() == 2).await;
+    assert_eq!(
+        Value::Object(items[0]["fields"].as_object().cloned().expect("fields")),
+        json!({"id": 1, "d": null, "dt": null, "ok": "2026-01-02"})
+    );
+    assert_eq!(
+        Value::Object(items[1]["fields"].as_object().cloned().expect("fields")),
+        json!({"id": 2, "d": null, "dt": "2026-01-02T03:04:05+01:00", "ok": "2026-01-03"})
+    );
+    let warning = log_entry(&server, &id, "warning", "zero dates").await;
+    assert_eq!(warning["level"], "warn", "{warning}");
+    assert!(
+        warning["message"].as_str().unwrap_or("").contains("\"d\""),
+        "{warning}"
+    );
+    assert_eq!(state(&server, &id).await, "active");
+    run(&mut my, &format!("drop table {table}")).await;
 }

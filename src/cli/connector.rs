@@ -167,6 +167,9 @@ fn print_test(test: &Value) -> anyhow::Result<()> {
     print_table(&FIELD_COLUMNS, rows(&test["fields"]));
     println!("\nsample items:");
     println!("{}", serde_json::to_string_pretty(&test["sample"])?);
+    for warning in rows(&test["warnings"]).iter().filter_map(Value::as_str) {
+        println!("warning: {warning}");
+    }
     Ok(())
 }
 

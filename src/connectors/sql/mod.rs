@@ -16,6 +16,7 @@ mod rows;
 mod sqlite;
 pub mod values;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -94,6 +95,20 @@ pub struct Fetched {
     pub rows: Vec<Vec<Value>>,
     /// Whether more rows than the cap were available (only the first ones are here).
     pub truncated: bool,
+    /// What was read as null instead of failing the run, for the connector log.
+    pub warnings: Vec<String>,
+}
+
+/// Values a run read as null instead of failing it (MySQL's zero dates), one message
+/// per column however many rows hold such values.
+#[derive(Debug, Default)]
+struct Warnings(BTreeSet<String>);
+
+impl Warnings {
+    /// Notes `message`, once.
+    fn add(&mut self, message: String) {
+        self.0.insert(message);
+    }
 }
 
 /// How one run is bounded and read, from the connector's settings.
@@ -197,8 +212,8 @@ fn bound<'q, DB: sqlx::Database>(
 /// An sqlx query with its driver's arguments.
 type SqlxQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
 
-/// A driver's mapping of one column of a row to JSON.
-type Mapper<R> = fn(&R, usize, &Limits) -> Result<Value, SqlError>;
+/// A driver's mapping of one column of a row to JSON, noting values it read as null.
+type Mapper<R> = fn(&R, usize, &Limits, &mut Warnings) -> Result<Value, SqlError>;
 
 /// Runs a bound query on an open sqlx connection: reads the rows within the limits,
 /// mapping each column with `value`, and closes the connection (a failed goodbye
@@ -218,6 +233,7 @@ where
 {
     use sqlx::Row;
     let mut columns = Vec::new();
+    let mut warnings = Warnings::default();
     let (rows, truncated) = collect(
         limits,
         query.fetch(&mut conn),
@@ -225,7 +241,9 @@ where
             if columns.is_empty() {
                 columns = sqlx_columns(row);
             }
-            (0..row.len()).map(|i| value(row, i, limits)).collect()
+            (0..row.len())
+                .map(|i| value(row, i, limits, &mut warnings))
+                .collect()
         },
         classify,
     )
@@ -237,6 +255,7 @@ where
         columns,
         rows,
         truncated,
+        warnings: warnings.0.into_iter().collect(),
     })
 }
 

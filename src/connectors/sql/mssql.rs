@@ -61,6 +61,7 @@ pub(super) async fn fetch(
         columns,
         rows,
         truncated,
+        warnings: Vec::new(),
     })
 }
 

@@ -13,7 +13,7 @@ use sqlx::{Column, ConnectOptions, Row, TypeInfo, ValueRef};
 use super::params::{Param, Prepared};
 use super::{
     bound, classify_sqlx, connect_within, run_sqlx, undecodable, unmappable, values, Fetched,
-    Limits, SqlError,
+    Limits, SqlError, Warnings,
 };
 
 /// Runs `prepared` on the file `url` names.
@@ -53,7 +53,7 @@ fn classify(error: sqlx::Error) -> SqlError {
 }
 
 /// One column's value, by the storage class of the value and the declared type.
-fn value(row: &SqliteRow, i: usize, limits: &Limits) -> Result<Value, SqlError> {
+fn value(row: &SqliteRow, i: usize, limits: &Limits, _: &mut Warnings) -> Result<Value, SqlError> {
     let column = row.column(i);
     let name = column.name();
     let raw = row.try_get_raw(i).map_err(|e| undecodable(name, e))?;
