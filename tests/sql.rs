@@ -676,3 +676,68 @@ async fn mariadb_zero_dates_are_null_with_a_warning() {
     assert_eq!(state(&server, &id).await, "active");
     run(&mut my, &format!("drop table {table}")).await;
 }
+
+/// A SQLite query that counts for minutes while reading the table `t`.
+const ENDLESS_SQLITE: &str = "with recursive c(x) as (select 1 union all select x + 1 from c
+    where x < 1000000000) select count(*) as id from c, t";
+
+#[tokio::test]
+async fn a_sqlite_query_past_its_timeout_stops_and_frees_the_file_for_writers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, mut lite) = sqlite_file(&dir).await;
+    run(
+        &mut lite,
+        "pragma journal_mode = delete; create table t (id integer primary key);
+         insert into t values (1)",
+    )
+    .await;
+    let server = TestServer::start().await;
+    let mut doc = sql_connector(
+        "endless",
+        "endless",
+        &url,
+        ENDLESS_SQLITE,
+        json!({"timeoutSeconds": 1}),
+    );
+    doc["enabled"] = json!(false);
+    let (id, _) = create_connector(&server, &doc).await;
+    let tested = server
+        .admin(
+            Method::POST,
+            &format!("/api/admin/connectors/{id}/test"),
+            None,
+        )
+        .await;
+    let message = common::assert_error(&tested, StatusCode::BAD_GATEWAY, "SOURCE_ERROR");
+    assert!(message.starts_with("query timeout"), "{message}");
+    // A writer waits up to its busy timeout (5 s) for readers; a query still running
+    // would hold the file's read lock for minutes.
+    sqlx::query("insert into t values (2)")
+        .execute(&mut lite)
+        .await
+        .expect("the file is free for writers once the query timed out");
+}
+
+#[tokio::test]
+async fn connector_test_in_the_cli_waits_for_the_servers_own_timeout() {
+    let Some(_) = database::<sqlx::PgConnection>(POSTGRES).await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let mut doc = sql_connector(
+        "sleepy",
+        "sleepy",
+        POSTGRES,
+        "select 1 as id from pg_sleep(60)",
+        json!({"timeoutSeconds": 31}),
+    );
+    doc["enabled"] = json!(false);
+    let (id, _) = create_connector(&server, &doc).await;
+    let printed = server.cli(&["connector", "test", &id], None);
+    let stderr = String::from_utf8_lossy(&printed.stderr);
+    assert!(!printed.status.success());
+    assert!(
+        stderr.contains("SOURCE_ERROR") && stderr.contains("query timeout"),
+        "{stderr}"
+    );
+}

@@ -170,30 +170,47 @@ async fn connect_within<T>(
         .map_err(|_| SqlError::ConnectTimeout(limits.seconds()))?
 }
 
-/// Reads up to `max_rows` rows from `rows`, mapping each with `map`, within the
-/// timeout (a late answer being a query timeout); one more row marks the result
-/// truncated.
+/// Reads up to `max_rows` rows from `rows` within the timeout (a late answer being a
+/// query timeout), mapping each with `map`; one more row marks the result truncated.
 async fn collect<R, E>(
+    limits: &Limits,
+    rows: impl Stream<Item = Result<R, E>>,
+    map: impl FnMut(&R) -> Result<Vec<Value>, SqlError>,
+    classify: impl Fn(E) -> SqlError,
+) -> Result<(Vec<Vec<Value>>, bool), SqlError> {
+    within_query_timeout(limits, read_rows(limits, rows, map, classify)).await
+}
+
+/// Runs `query` within the timeout, a late answer being a query timeout. The future is
+/// dropped then, and with it what it holds: a driver that cannot cancel on the server
+/// closes the connection that way.
+async fn within_query_timeout<T>(
+    limits: &Limits,
+    query: impl std::future::Future<Output = Result<T, SqlError>>,
+) -> Result<T, SqlError> {
+    tokio::time::timeout(limits.timeout, query)
+        .await
+        .map_err(|_| SqlError::QueryTimeout(limits.seconds()))?
+}
+
+/// Reads up to `max_rows` rows from `rows`, mapping each with `map`; one more row marks
+/// the result truncated.
+async fn read_rows<R, E>(
     limits: &Limits,
     rows: impl Stream<Item = Result<R, E>>,
     mut map: impl FnMut(&R) -> Result<Vec<Value>, SqlError>,
     classify: impl Fn(E) -> SqlError,
 ) -> Result<(Vec<Vec<Value>>, bool), SqlError> {
-    let read = async {
-        let mut rows = std::pin::pin!(rows);
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().await {
-            let row = row.map_err(&classify)?;
-            if out.len() == limits.max_rows {
-                return Ok((out, true));
-            }
-            out.push(map(&row)?);
+    let mut rows = std::pin::pin!(rows);
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(&classify)?;
+        if out.len() == limits.max_rows {
+            return Ok((out, true));
         }
-        Ok((out, false))
-    };
-    tokio::time::timeout(limits.timeout, read)
-        .await
-        .map_err(|_| SqlError::QueryTimeout(limits.seconds()))?
+        out.push(map(&row)?);
+    }
+    Ok((out, false))
 }
 
 /// The prepared query for sqlx with each named parameter bound by the driver's `bind`.

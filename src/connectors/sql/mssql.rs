@@ -12,8 +12,8 @@ use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 use super::params::{Param, Prepared};
 use super::{
-    chrono_date, chrono_datetime, collect, connect_within, unbindable, undecodable, values,
-    Fetched, Limits, SqlError,
+    chrono_date, chrono_datetime, connect_within, read_rows, unbindable, undecodable, values,
+    within_query_timeout, Fetched, Limits, SqlError,
 };
 
 /// Runs `prepared` on the server the ADO.NET string `ado` names.
@@ -37,25 +37,29 @@ pub(super) async fn fetch(
     .await?;
     let bound = bind(&prepared.params)?;
     let refs: Vec<&dyn ToSql> = bound.iter().map(|b| b.as_ref()).collect();
-    let seconds = limits.timeout.as_secs();
-    let stream = tokio::time::timeout(limits.timeout, client.query(prepared.sql.as_str(), &refs))
-        .await
-        .map_err(|_| SqlError::QueryTimeout(seconds))?
-        .map_err(classify)?;
     let mut columns = Vec::new();
-    let (rows, truncated) = collect(
-        limits,
-        stream.into_row_stream(),
-        |row: &tiberius::Row| {
-            if columns.is_empty() {
-                columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
-            }
-            row.cells()
-                .map(|(column, data)| value(column.name(), data, limits))
-                .collect()
-        },
-        classify,
-    )
+    // tiberius cannot send SQL Server an attention (cancel): past the timeout this future
+    // is dropped with the client, and the closed connection ends the query on the server.
+    let (rows, truncated) = within_query_timeout(limits, async {
+        let stream = client
+            .query(prepared.sql.as_str(), &refs)
+            .await
+            .map_err(classify)?;
+        read_rows(
+            limits,
+            stream.into_row_stream(),
+            |row: &tiberius::Row| {
+                if columns.is_empty() {
+                    columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                }
+                row.cells()
+                    .map(|(column, data)| value(column.name(), data, limits))
+                    .collect()
+            },
+            classify,
+        )
+        .await
+    })
     .await?;
     Ok(Fetched {
         columns,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -266,6 +267,12 @@ impl SqlSettings {
     /// Seconds a connection attempt, and then the query, may take; the default applied.
     pub fn timeout(&self) -> u64 {
         self.timeout_seconds.unwrap_or(DEFAULT_SQL_TIMEOUT_SECONDS)
+    }
+
+    /// Longest a run (connecting, then the query) may take before it is abandoned: the
+    /// timeout for each step.
+    pub fn longest_run(&self) -> Duration {
+        Duration::from_secs(self.timeout().saturating_mul(2))
     }
 
     /// Most rows one poll reads, the default applied.
