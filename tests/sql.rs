@@ -741,3 +741,87 @@ async fn connector_test_in_the_cli_waits_for_the_servers_own_timeout() {
         "{stderr}"
     );
 }
+
+/// The times of the `error` entries in a connector's log, oldest first.
+async fn failure_times(server: &TestServer, id: &str) -> Vec<jiff::Timestamp> {
+    let logs = server
+        .admin(
+            Method::GET,
+            &format!("/api/admin/connectors/{id}/logs?limit=100"),
+            None,
+        )
+        .await;
+    let mut times: Vec<jiff::Timestamp> = logs.body["entries"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["event"] == "error")
+        .filter_map(|e| e["at"].as_str()?.parse().ok())
+        .collect();
+    times.sort();
+    times
+}
+
+/// Forwards every connection to `listener` to `target` until the test ends: the
+/// database coming back at the address a connector polls.
+fn forward(listener: tokio::net::TcpListener, target: &'static str) {
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_retried_ever_later_until_it_is_back() {
+    let Some(_) = database::<sqlx::PgConnection>(POSTGRES).await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let server = TestServer::start().await;
+    let url = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let doc = sql_connector("down", "down", &url, "select 1 as id", json!({}));
+    let (id, _) = create_connector(&server, &doc).await;
+    let times = eventually(
+        Duration::from_secs(40),
+        "four failed attempts",
+        async || Some(failure_times(&server, &id).await).filter(|t| t.len() >= 4),
+    )
+    .await;
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|pair| pair[1].duration_since(pair[0]).as_secs_f64())
+        .collect();
+    assert!(gaps[2] > gaps[0], "the pauses grow: {gaps:?} s");
+    assert_eq!(state(&server, &id).await, "error");
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the connector's port is free again");
+    forward(listener, "127.0.0.1:5432");
+    eventually(Duration::from_secs(40), "recovery", async || {
+        let logs = server
+            .admin(
+                Method::GET,
+                &format!("/api/admin/connectors/{id}/logs"),
+                None,
+            )
+            .await;
+        logs.body["entries"]
+            .as_array()?
+            .iter()
+            .find(|e| e["event"] == "recovered")
+            .cloned()
+    })
+    .await;
+    assert_eq!(state(&server, &id).await, "active");
+    items_when(&server, "down", |items| ids(items) == ["1"]).await;
+}
