@@ -252,6 +252,13 @@ mod tests {
     }
 
     #[test]
+    fn the_declared_width_is_read_from_sqlx_type_info() {
+        use sqlx::Type;
+        assert_eq!(declared_width(&<bool as Type<MySql>>::type_info()), Some(1));
+        assert_eq!(declared_width(&<String as Type<MySql>>::type_info()), None);
+    }
+
+    #[test]
     fn binary_values_are_text_json_or_bytes() {
         let cases = [
             (&b"Z\xc3\xbcrich"[..], false, json!("Zürich")),
