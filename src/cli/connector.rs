@@ -167,7 +167,9 @@ the named parameters bound, and prints the row count, the time taken, each field
 the JSON type of its values, and up to 20 items exactly as a poll would store them.
 Nothing is written. A failure prints the reason (cannot connect, connect timeout,
 authentication failed, query timeout, permission denied, syntax error, a column type
-that cannot be mapped) with the database's own message. --json prints the answer.";
+that cannot be mapped) with the database's own message. It waits twice the connector's
+timeoutSeconds (connecting, then the query) plus 30 s for the answer. --json prints
+the answer.";
 
 /// Prints a test report: the summary, the fields as a table, the sample as JSON.
 fn print_test(test: &Value) -> anyhow::Result<()> {
