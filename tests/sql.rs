@@ -265,7 +265,8 @@ async fn mariadb_types_reach_the_pool_and_changes_follow() {
                 "create table {table} (id int primary key, b tinyint(1), ti tinyint, si smallint,
          bi bigint, ub bigint unsigned, f float, dbl double, n decimal(10,2), big decimal(40,0),
          s varchar(20), tx text, bl blob, d date, tm time, dt datetime, ts timestamp null,
-         j json, nul int)"
+         j json, nul int, sb varchar(20) collate utf8mb4_bin, lb longtext collate utf8mb4_bin,
+         flag bit(1), bits bit(8), vb varbinary(4))"
             )
         })
         .await
@@ -275,11 +276,12 @@ async fn mariadb_types_reach_the_pool_and_changes_follow() {
     run(&mut my, &format!(
         "insert into {table} values (1, 1, -5, 300, 9007199254740993, 18446744073709551615,
          1.5, 2.25, 12.50, 1234567890123456789012345678901234567890, 'one', 'text', x'00ff',
-         '2026-01-02', '03:04:05', '2026-07-01 12:00:00', '2026-07-01 12:00:00', '{{\"k\":1}}', null)"
+         '2026-01-02', '03:04:05', '2026-07-01 12:00:00', '2026-07-01 12:00:00', '{{\"k\":1}}', null,
+         'Zürich', 'plain text', b'1', b'101', x'00010203')"
     )).await;
     let server = TestServer::start().await;
     let stream = unique("my").replace('_', "-");
-    // MariaDB's JSON is LONGTEXT with a binary collation: on the wire it is bytes.
+    // MariaDB's JSON is LONGTEXT with a binary collation, flagged binary on the wire.
     let query = format!("select *, cast(j as char) as jt from {table} order by id");
     let (_, _) = create_connector(
         &server,
@@ -294,7 +296,8 @@ async fn mariadb_types_reach_the_pool_and_changes_follow() {
                "big": "1234567890123456789012345678901234567890", "s": "one", "tx": "text",
                "bl": "AP8=", "d": "2026-01-02", "tm": "03:04:05",
                "dt": "2026-07-01T12:00:00+02:00", "ts": "2026-07-01T14:00:00+02:00",
-               "j": "eyJrIjoxfQ==", "jt": "{\"k\":1}", "nul": null})
+               "j.k": 1, "jt": "{\"k\":1}", "nul": null, "sb": "Zürich", "lb": "plain text",
+               "flag": true, "bits": 5, "vb": "AAECAw=="})
     );
     follows_changes(&server, &mut my, &table, &stream).await;
     run(&mut my, &format!("drop table {table}")).await;
@@ -589,4 +592,236 @@ async fn a_failing_poller_recovers_by_itself() {
     log_entry(&server, &id, "recovered", "polling works again").await;
     assert_eq!(state(&server, &id).await, "active");
     items_when(&server, "late", |items| ids(items) == ["1"]).await;
+}
+
+#[tokio::test]
+async fn a_connection_string_moved_with_its_masked_password_keeps_the_password() {
+    let Some(mut my) = database::<sqlx::MySqlConnection>(MARIADB).await else {
+        return;
+    };
+    let user = unique("dp_mover");
+    run(
+        &mut my,
+        &format!(
+            "create user '{user}'@'%' identified by 'pa;ss@word';
+             grant select on test.* to '{user}'@'%'"
+        ),
+    )
+    .await;
+    let server = TestServer::start().await;
+    let unreachable = format!("mysql://{user}:pa%3Bss%40word@127.0.0.1:1/test");
+    let doc = sql_connector("mover", "mover", &unreachable, "select 1 as id", json!({}));
+    let (id, _) = create_connector(&server, &doc).await;
+    log_entry(&server, &id, "error", "cannot connect").await;
+    let read = server
+        .admin(Method::GET, &format!("/api/admin/connectors/{id}"), None)
+        .await;
+    let shown = read.body["connector"]["settings"]["connectionString"]
+        .as_str()
+        .expect("a connection string")
+        .to_owned();
+    assert_eq!(shown, format!("mysql://{user}:***@127.0.0.1:1/test"));
+    let moved = json!({"settings": {"connectionString": shown.replace(":1/", ":3306/")}});
+    let patched = server
+        .admin(
+            Method::PATCH,
+            &format!("/api/admin/connectors/{id}"),
+            Some(&moved),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    log_entry(&server, &id, "recovered", "polling works again").await;
+    items_when(&server, "mover", |items| ids(items) == ["1"]).await;
+    run(&mut my, &format!("drop user '{user}'@'%'")).await;
+}
+
+#[tokio::test]
+async fn mariadb_zero_dates_are_null_with_a_warning() {
+    let Some((mut my, table)) =
+        source_table::<sqlx::MySqlConnection>(MARIADB, "dp_zero", |table| {
+            format!(
+                "set session sql_mode = '';
+                 create table {table} (id int primary key, d date, dt datetime, ok date);
+                 insert into {table} values (1, '0000-00-00', '0000-00-00 00:00:00', '2026-01-02'),
+                 (2, '2026-05-00', '2026-01-02 03:04:05', '2026-01-03')"
+            )
+        })
+        .await
+    else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let stream = unique("zero").replace('_', "-");
+    let query = format!("select * from {table} order by id");
+    let (id, _) = create_connector(
+        &server,
+        &sql_connector("zero dates", &stream, MARIADB, &query, json!({})),
+    )
+    .await;
+    let items = items_when(&server, &stream, |items| items.len() == 2).await;
+    assert_eq!(
+        Value::Object(items[0]["fields"].as_object().cloned().expect("fields")),
+        json!({"id": 1, "d": null, "dt": null, "ok": "2026-01-02"})
+    );
+    assert_eq!(
+        Value::Object(items[1]["fields"].as_object().cloned().expect("fields")),
+        json!({"id": 2, "d": null, "dt": "2026-01-02T03:04:05+01:00", "ok": "2026-01-03"})
+    );
+    let warning = log_entry(&server, &id, "warning", "zero dates").await;
+    assert_eq!(warning["level"], "warn", "{warning}");
+    assert!(
+        warning["message"].as_str().unwrap_or("").contains("\"d\""),
+        "{warning}"
+    );
+    assert_eq!(state(&server, &id).await, "active");
+    run(&mut my, &format!("drop table {table}")).await;
+}
+
+/// A SQLite query that counts for minutes while reading the table `t`.
+const ENDLESS_SQLITE: &str = "with recursive c(x) as (select 1 union all select x + 1 from c
+    where x < 1000000000) select count(*) as id from c, t";
+
+#[tokio::test]
+async fn a_sqlite_query_past_its_timeout_stops_and_frees_the_file_for_writers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, mut lite) = sqlite_file(&dir).await;
+    run(
+        &mut lite,
+        "pragma journal_mode = delete; create table t (id integer primary key);
+         insert into t values (1)",
+    )
+    .await;
+    let server = TestServer::start().await;
+    let mut doc = sql_connector(
+        "endless",
+        "endless",
+        &url,
+        ENDLESS_SQLITE,
+        json!({"timeoutSeconds": 1}),
+    );
+    doc["enabled"] = json!(false);
+    let (id, _) = create_connector(&server, &doc).await;
+    let tested = server
+        .admin(
+            Method::POST,
+            &format!("/api/admin/connectors/{id}/test"),
+            None,
+        )
+        .await;
+    let message = common::assert_error(&tested, StatusCode::BAD_GATEWAY, "SOURCE_ERROR");
+    assert!(message.starts_with("query timeout"), "{message}");
+    // A writer waits up to its busy timeout (5 s) for readers; a query still running
+    // would hold the file's read lock for minutes.
+    sqlx::query("insert into t values (2)")
+        .execute(&mut lite)
+        .await
+        .expect("the file is free for writers once the query timed out");
+}
+
+#[tokio::test]
+async fn connector_test_in_the_cli_waits_for_the_servers_own_timeout() {
+    let Some(_) = database::<sqlx::PgConnection>(POSTGRES).await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let mut doc = sql_connector(
+        "sleepy",
+        "sleepy",
+        POSTGRES,
+        "select 1 as id from pg_sleep(60)",
+        json!({"timeoutSeconds": 31}),
+    );
+    doc["enabled"] = json!(false);
+    let (id, _) = create_connector(&server, &doc).await;
+    let printed = server.cli(&["connector", "test", &id], None);
+    let stderr = String::from_utf8_lossy(&printed.stderr);
+    assert!(!printed.status.success());
+    assert!(
+        stderr.contains("SOURCE_ERROR") && stderr.contains("query timeout"),
+        "{stderr}"
+    );
+}
+
+/// The times of the `error` entries in a connector's log, oldest first.
+async fn failure_times(server: &TestServer, id: &str) -> Vec<jiff::Timestamp> {
+    let logs = server
+        .admin(
+            Method::GET,
+            &format!("/api/admin/connectors/{id}/logs?limit=100"),
+            None,
+        )
+        .await;
+    let mut times: Vec<jiff::Timestamp> = logs.body["entries"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["event"] == "error")
+        .filter_map(|e| e["at"].as_str()?.parse().ok())
+        .collect();
+    times.sort();
+    times
+}
+
+/// Forwards every connection to `listener` to `target` until the test ends: the
+/// database coming back at the address a connector polls.
+fn forward(listener: tokio::net::TcpListener, target: &'static str) {
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_retried_ever_later_until_it_is_back() {
+    let Some(_) = database::<sqlx::PgConnection>(POSTGRES).await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let server = TestServer::start().await;
+    let url = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let doc = sql_connector("down", "down", &url, "select 1 as id", json!({}));
+    let (id, _) = create_connector(&server, &doc).await;
+    let times = eventually(
+        Duration::from_secs(40),
+        "four failed attempts",
+        async || Some(failure_times(&server, &id).await).filter(|t| t.len() >= 4),
+    )
+    .await;
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|pair| pair[1].duration_since(pair[0]).as_secs_f64())
+        .collect();
+    assert!(gaps[2] > gaps[0], "the pauses grow: {gaps:?} s");
+    assert_eq!(state(&server, &id).await, "error");
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the connector's port is free again");
+    forward(listener, "127.0.0.1:5432");
+    eventually(Duration::from_secs(40), "recovery", async || {
+        let logs = server
+            .admin(
+                Method::GET,
+                &format!("/api/admin/connectors/{id}/logs"),
+                None,
+            )
+            .await;
+        logs.body["entries"]
+            .as_array()?
+            .iter()
+            .find(|e| e["event"] == "recovered")
+            .cloned()
+    })
+    .await;
+    assert_eq!(state(&server, &id).await, "active");
+    items_when(&server, "down", |items| ids(items) == ["1"]).await;
 }

@@ -13,8 +13,9 @@ use crate::app::ADMIN_TOKEN_FILE;
 use crate::config::Config;
 use crate::http::tls::self_signed_paths;
 
-/// How long one admin call may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one admin call may take, unless the command knows the server may take
+/// longer (running a SQL connector's query): then this much more than that.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An authenticated connection to a server's admin API.
 pub struct AdminClient {
@@ -70,9 +71,7 @@ impl AdminClient {
             Some(token) => token.trim().to_owned(),
             None => read_token(&data_dir.join(ADMIN_TOKEN_FILE))?,
         };
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(REQUEST_TIMEOUT);
+        let mut builder = reqwest::Client::builder().use_rustls_tls();
         if global.insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }
@@ -107,8 +106,23 @@ impl AdminClient {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
+        self.call_within(method, path, body, REQUEST_TIMEOUT).await
+    }
+
+    /// [`AdminClient::call`], waiting up to `timeout` for the answer.
+    pub async fn call_within(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        let mut request = self
+            .http
+            .request(method, &url)
+            .bearer_auth(&self.token)
+            .timeout(timeout);
         if let Some(body) = body {
             request = request.json(body);
         }

@@ -3,13 +3,15 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::client::AdminClient;
+use super::client::{AdminClient, REQUEST_TIMEOUT};
+use crate::model::SqlSettings;
 
 /// Connector commands.
 #[derive(Debug, Subcommand)]
@@ -120,7 +122,13 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
             (Method::GET, path(id, &format!("/logs?limit={limit}")), None)
         }
     };
-    let answer = client.call(method, &url, body.as_ref()).await?;
+    let wait = match &command {
+        ConnectorCommand::Test { id } => test_wait(&client, &path(id, "")).await?,
+        _ => REQUEST_TIMEOUT,
+    };
+    let answer = client
+        .call_within(method, &url, body.as_ref(), wait)
+        .await?;
     if client.json {
         if !answer.is_null() {
             println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -142,6 +150,16 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
     Ok(())
 }
 
+/// How long `connector test` waits for the connector at `path`: past the longest run
+/// its settings allow, so a slow database shows as the server's classified error
+/// (connect timeout, query timeout), not as the client giving up first.
+async fn test_wait(client: &AdminClient, path: &str) -> anyhow::Result<Duration> {
+    let shown = client.call(Method::GET, path, None).await?;
+    let longest = serde_json::from_value::<SqlSettings>(shown["connector"]["settings"].clone())
+        .map_or(Duration::ZERO, |settings| settings.longest_run());
+    Ok(longest + REQUEST_TIMEOUT)
+}
+
 /// What `connector test --help` adds after the arguments.
 const TEST_HELP: &str = "\
 Connects with the connector's settings (also when it is disabled), runs its query with
@@ -149,7 +167,9 @@ the named parameters bound, and prints the row count, the time taken, each field
 the JSON type of its values, and up to 20 items exactly as a poll would store them.
 Nothing is written. A failure prints the reason (cannot connect, connect timeout,
 authentication failed, query timeout, permission denied, syntax error, a column type
-that cannot be mapped) with the database's own message. --json prints the answer.";
+that cannot be mapped) with the database's own message. It waits twice the connector's
+timeoutSeconds (connecting, then the query) plus 30 s for the answer. --json prints
+the answer.";
 
 /// Prints a test report: the summary, the fields as a table, the sample as JSON.
 fn print_test(test: &Value) -> anyhow::Result<()> {
@@ -167,6 +187,9 @@ fn print_test(test: &Value) -> anyhow::Result<()> {
     print_table(&FIELD_COLUMNS, rows(&test["fields"]));
     println!("\nsample items:");
     println!("{}", serde_json::to_string_pretty(&test["sample"])?);
+    for warning in rows(&test["warnings"]).iter().filter_map(Value::as_str) {
+        println!("warning: {warning}");
+    }
     Ok(())
 }
 

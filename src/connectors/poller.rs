@@ -4,7 +4,7 @@
 //! pushes. A supervisor keeps the set of tasks in step with the stored connectors: an
 //! admin change wakes it, and it also looks every half minute.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -163,6 +163,7 @@ async fn poll_loop(connector: Connector, context: PollContext, stop: Cancellatio
     let mut delay = MAX_START_JITTER.min(interval).mul_f64(random_unit());
     let mut failures = 0u32;
     let mut warned = false;
+    let mut noted = HashSet::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -181,6 +182,7 @@ async fn poll_loop(connector: Connector, context: PollContext, stop: Cancellatio
                 failures = 0;
                 context.activity.polled(id, polled.items, started.elapsed());
                 warned |= warn_once(&context, id, &settings, &polled, warned);
+                note_new(&context, id, &polled.warnings, &mut noted);
                 delay = jittered(interval);
             }
             Err(error) => {
@@ -200,6 +202,8 @@ struct Polled {
     items: usize,
     /// Whether more rows than the cap were available.
     truncated: bool,
+    /// What the query's values needed worked around (read as null).
+    warnings: Vec<String>,
 }
 
 /// Runs the query once and writes the rows that change their items; with mirroring
@@ -212,8 +216,9 @@ async fn poll(
     settings: &SqlSettings,
     context: &PollContext,
 ) -> Result<Polled, PollError> {
-    let fetched = sql::fetch(settings, Timestamp::now()).await?;
+    let mut fetched = sql::fetch(settings, Timestamp::now()).await?;
     let truncated = fetched.truncated;
+    let warnings = std::mem::take(&mut fetched.warnings);
     let upserts = sql::items(fetched, &connector.spec)?;
     let items = upserts.len();
     let deletes = if settings.mirrors() && !truncated {
@@ -227,7 +232,11 @@ async fn poll(
     })
     .await?;
     write(context, connector, upserts, deletes).await?;
-    Ok(Polled { items, truncated })
+    Ok(Polled {
+        items,
+        truncated,
+        warnings,
+    })
 }
 
 /// Ids this connector wrote last in its stream that `upserts` no longer hold.
@@ -398,6 +407,18 @@ fn warn_once(
             .note(id, LogLevel::Warn, "warning", message);
     }
     true
+}
+
+/// Logs each of a poll's warnings this poller has not logged yet, so a value read as
+/// null is told once, not at every poll.
+fn note_new(context: &PollContext, id: &str, warnings: &[String], noted: &mut HashSet<String>) {
+    for warning in warnings {
+        if noted.insert(warning.clone()) {
+            context
+                .activity
+                .note(id, LogLevel::Warn, "warning", warning.clone());
+        }
+    }
 }
 
 /// The pause after `failures` failures in a row: the interval, doubling with each

@@ -45,6 +45,9 @@ pub struct TestReport {
     pub fields: Vec<FieldType>,
     /// Up to 20 items as they would be stored.
     pub sample: Vec<SampleItem>,
+    /// Values read as null instead of failing (MySQL zero dates), as a poll would log them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A field and the JSON type its values have.
@@ -75,8 +78,9 @@ pub async fn test(connector: &Connector) -> Result<TestReport, ProbeError> {
         });
     };
     let started = Instant::now();
-    let fetched = sql::fetch(settings, Timestamp::now()).await?;
+    let mut fetched = sql::fetch(settings, Timestamp::now()).await?;
     let truncated = fetched.truncated;
+    let warnings = std::mem::take(&mut fetched.warnings);
     let mut items = sql::items(fetched, &connector.spec)?;
     let row_count = items.len();
     items.truncate(SAMPLE_ITEMS);
@@ -94,6 +98,7 @@ pub async fn test(connector: &Connector) -> Result<TestReport, ProbeError> {
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         fields: field_types(&sample),
         sample,
+        warnings,
     })
 }
 

@@ -16,6 +16,7 @@ mod rows;
 mod sqlite;
 pub mod values;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -94,6 +95,20 @@ pub struct Fetched {
     pub rows: Vec<Vec<Value>>,
     /// Whether more rows than the cap were available (only the first ones are here).
     pub truncated: bool,
+    /// What was read as null instead of failing the run, for the connector log.
+    pub warnings: Vec<String>,
+}
+
+/// Values a run read as null instead of failing it (MySQL's zero dates), one message
+/// per column however many rows hold such values.
+#[derive(Debug, Default)]
+struct Warnings(BTreeSet<String>);
+
+impl Warnings {
+    /// Notes `message`, once.
+    fn add(&mut self, message: String) {
+        self.0.insert(message);
+    }
 }
 
 /// How one run is bounded and read, from the connector's settings.
@@ -155,30 +170,47 @@ async fn connect_within<T>(
         .map_err(|_| SqlError::ConnectTimeout(limits.seconds()))?
 }
 
-/// Reads up to `max_rows` rows from `rows`, mapping each with `map`, within the
-/// timeout (a late answer being a query timeout); one more row marks the result
-/// truncated.
+/// Reads up to `max_rows` rows from `rows` within the timeout (a late answer being a
+/// query timeout), mapping each with `map`; one more row marks the result truncated.
 async fn collect<R, E>(
+    limits: &Limits,
+    rows: impl Stream<Item = Result<R, E>>,
+    map: impl FnMut(&R) -> Result<Vec<Value>, SqlError>,
+    classify: impl Fn(E) -> SqlError,
+) -> Result<(Vec<Vec<Value>>, bool), SqlError> {
+    within_query_timeout(limits, read_rows(limits, rows, map, classify)).await
+}
+
+/// Runs `query` within the timeout, a late answer being a query timeout. The future is
+/// dropped then, and with it what it holds: a driver that cannot cancel on the server
+/// closes the connection that way.
+async fn within_query_timeout<T>(
+    limits: &Limits,
+    query: impl std::future::Future<Output = Result<T, SqlError>>,
+) -> Result<T, SqlError> {
+    tokio::time::timeout(limits.timeout, query)
+        .await
+        .map_err(|_| SqlError::QueryTimeout(limits.seconds()))?
+}
+
+/// Reads up to `max_rows` rows from `rows`, mapping each with `map`; one more row marks
+/// the result truncated.
+async fn read_rows<R, E>(
     limits: &Limits,
     rows: impl Stream<Item = Result<R, E>>,
     mut map: impl FnMut(&R) -> Result<Vec<Value>, SqlError>,
     classify: impl Fn(E) -> SqlError,
 ) -> Result<(Vec<Vec<Value>>, bool), SqlError> {
-    let read = async {
-        let mut rows = std::pin::pin!(rows);
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().await {
-            let row = row.map_err(&classify)?;
-            if out.len() == limits.max_rows {
-                return Ok((out, true));
-            }
-            out.push(map(&row)?);
+    let mut rows = std::pin::pin!(rows);
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(&classify)?;
+        if out.len() == limits.max_rows {
+            return Ok((out, true));
         }
-        Ok((out, false))
-    };
-    tokio::time::timeout(limits.timeout, read)
-        .await
-        .map_err(|_| SqlError::QueryTimeout(limits.seconds()))?
+        out.push(map(&row)?);
+    }
+    Ok((out, false))
 }
 
 /// The prepared query for sqlx with each named parameter bound by the driver's `bind`.
@@ -197,8 +229,8 @@ fn bound<'q, DB: sqlx::Database>(
 /// An sqlx query with its driver's arguments.
 type SqlxQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
 
-/// A driver's mapping of one column of a row to JSON.
-type Mapper<R> = fn(&R, usize, &Limits) -> Result<Value, SqlError>;
+/// A driver's mapping of one column of a row to JSON, noting values it read as null.
+type Mapper<R> = fn(&R, usize, &Limits, &mut Warnings) -> Result<Value, SqlError>;
 
 /// Runs a bound query on an open sqlx connection: reads the rows within the limits,
 /// mapping each column with `value`, and closes the connection (a failed goodbye
@@ -218,6 +250,7 @@ where
 {
     use sqlx::Row;
     let mut columns = Vec::new();
+    let mut warnings = Warnings::default();
     let (rows, truncated) = collect(
         limits,
         query.fetch(&mut conn),
@@ -225,7 +258,9 @@ where
             if columns.is_empty() {
                 columns = sqlx_columns(row);
             }
-            (0..row.len()).map(|i| value(row, i, limits)).collect()
+            (0..row.len())
+                .map(|i| value(row, i, limits, &mut warnings))
+                .collect()
         },
         classify,
     )
@@ -237,6 +272,7 @@ where
         columns,
         rows,
         truncated,
+        warnings: warnings.0.into_iter().collect(),
     })
 }
 

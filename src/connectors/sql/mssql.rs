@@ -5,14 +5,15 @@
 use serde_json::Value;
 use sqlx::types::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use tiberius::error::Error as TdsError;
+use tiberius::time::DateTimeOffset;
 use tiberius::{Client, ColumnData, Config, FromSql, ToSql};
 use tokio::net::TcpStream;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 use super::params::{Param, Prepared};
 use super::{
-    chrono_date, chrono_datetime, collect, connect_within, unbindable, undecodable, values,
-    Fetched, Limits, SqlError,
+    chrono_date, chrono_datetime, connect_within, read_rows, unbindable, undecodable, values,
+    within_query_timeout, Fetched, Limits, SqlError,
 };
 
 /// Runs `prepared` on the server the ADO.NET string `ado` names.
@@ -36,30 +37,35 @@ pub(super) async fn fetch(
     .await?;
     let bound = bind(&prepared.params)?;
     let refs: Vec<&dyn ToSql> = bound.iter().map(|b| b.as_ref()).collect();
-    let seconds = limits.timeout.as_secs();
-    let stream = tokio::time::timeout(limits.timeout, client.query(prepared.sql.as_str(), &refs))
-        .await
-        .map_err(|_| SqlError::QueryTimeout(seconds))?
-        .map_err(classify)?;
     let mut columns = Vec::new();
-    let (rows, truncated) = collect(
-        limits,
-        stream.into_row_stream(),
-        |row: &tiberius::Row| {
-            if columns.is_empty() {
-                columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
-            }
-            row.cells()
-                .map(|(column, data)| value(column.name(), data, limits))
-                .collect()
-        },
-        classify,
-    )
+    // tiberius cannot send SQL Server an attention (cancel): past the timeout this future
+    // is dropped with the client, and the closed connection ends the query on the server.
+    let (rows, truncated) = within_query_timeout(limits, async {
+        let stream = client
+            .query(prepared.sql.as_str(), &refs)
+            .await
+            .map_err(classify)?;
+        read_rows(
+            limits,
+            stream.into_row_stream(),
+            |row: &tiberius::Row| {
+                if columns.is_empty() {
+                    columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                }
+                row.cells()
+                    .map(|(column, data)| value(column.name(), data, limits))
+                    .collect()
+            },
+            classify,
+        )
+        .await
+    })
     .await?;
     Ok(Fetched {
         columns,
         rows,
         truncated,
+        warnings: Vec::new(),
     })
 }
 
@@ -128,10 +134,25 @@ pub(super) fn value(
                 values::local(v, zone)
             })
         }
-        ColumnData::DateTimeOffset(_) => json(decode::<DateTime<Utc>>(column, data)?, |v| {
-            values::instant(v, zone)
-        }),
+        ColumnData::DateTimeOffset(v) => {
+            json(offset_instant(column, *v)?, |v| values::instant(v, zone))
+        }
     })
+}
+
+/// The instant a `datetimeoffset` holds. TDS sends its date and time already in UTC
+/// beside the offset the value was written with, so the date and time part alone is
+/// the instant; tiberius' `DateTime<Utc>` conversion takes the offset off a second
+/// time, and its `DateTime<FixedOffset>` one panics on an offset beyond a day.
+fn offset_instant(
+    column: &str,
+    value: Option<DateTimeOffset>,
+) -> Result<Option<DateTime<Utc>>, SqlError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let utc = ColumnData::DateTime2(Some(value.datetime2()));
+    Ok(decode::<NaiveDateTime>(column, &utc)?.map(|naive| naive.and_utc()))
 }
 
 /// A date or time value through tiberius' chrono conversions.
@@ -166,7 +187,7 @@ mod tests {
     use jiff::tz::TimeZone;
     use serde_json::json;
     use tiberius::numeric::Numeric;
-    use tiberius::time::{Date, DateTime2, DateTimeOffset, Time};
+    use tiberius::time::{Date, DateTime2, Time};
 
     use super::*;
 
@@ -225,13 +246,24 @@ mod tests {
                 ColumnData::DateTime2(Some(DateTime2::new(date, noon))),
                 json!("2026-07-01T12:00:00+02:00"),
             ),
+            // '2026-07-01 13:00 +01:00' travels as 12:00 UTC with offset +60 minutes:
+            // the instant 12:00Z, which Berlin's summer time (+02:00) shows as 14:00.
             (
                 ColumnData::DateTimeOffset(Some(DateTimeOffset::new(
                     DateTime2::new(date, noon),
                     60,
                 ))),
-                json!("2026-07-01T13:00:00+02:00"),
+                json!("2026-07-01T14:00:00+02:00"),
             ),
+            // The same instant written at -05:00 ('07:00 -05:00') reads the same.
+            (
+                ColumnData::DateTimeOffset(Some(DateTimeOffset::new(
+                    DateTime2::new(date, noon),
+                    -300,
+                ))),
+                json!("2026-07-01T14:00:00+02:00"),
+            ),
+            (ColumnData::DateTimeOffset(None), Value::Null),
             (ColumnData::I32(None), Value::Null),
             (ColumnData::DateTime2(None), Value::Null),
         ];

@@ -14,7 +14,7 @@ use sqlx::{Column, ConnectOptions, Row, TypeInfo};
 use super::params::{Param, Prepared};
 use super::{
     bound, chrono_date, classify_sqlx, connect_within, get, json_or_null, run_sqlx, unbindable,
-    unmappable, values, Fetched, Limits, SqlError,
+    unmappable, values, Fetched, Limits, SqlError, Warnings,
 };
 
 /// Runs `prepared` on the database `url` names.
@@ -81,7 +81,7 @@ fn classify(error: sqlx::Error, timeout_seconds: u64) -> SqlError {
 }
 
 /// One column's value, by its PostgreSQL type (SPEC §4.1).
-fn value(row: &PgRow, i: usize, limits: &Limits) -> Result<Value, SqlError> {
+fn value(row: &PgRow, i: usize, limits: &Limits, _: &mut Warnings) -> Result<Value, SqlError> {
     let column = row.column(i);
     let name = column.name();
     let zone = &limits.zone;

@@ -65,6 +65,7 @@ mod tests {
                 vec![json!(7), json!(null), json!(null)],
             ],
             truncated: false,
+            warnings: Vec::new(),
         }
     }
 

@@ -4,17 +4,23 @@
 //! timestamp in the connector's zone).
 
 use std::str::FromStr;
+use std::time::Instant;
 
 use serde_json::Value;
 use sqlx::query::Query;
-use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnectOptions, SqliteRow};
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{Column, ConnectOptions, Row, TypeInfo, ValueRef};
 
 use super::params::{Param, Prepared};
 use super::{
     bound, classify_sqlx, connect_within, run_sqlx, undecodable, unmappable, values, Fetched,
-    Limits, SqlError,
+    Limits, SqlError, Warnings,
 };
+
+/// SQLite virtual-machine instructions between two looks at the clock: a few
+/// microseconds of work, so a query stops within a millisecond of its deadline while
+/// the check costs next to nothing.
+const INSTRUCTIONS_PER_CHECK: i32 = 10_000;
 
 /// Runs `prepared` on the file `url` names.
 pub(super) async fn fetch(
@@ -26,8 +32,27 @@ pub(super) async fn fetch(
         .map_err(|e| SqlError::Config(e.to_string()))?
         .read_only(true)
         .create_if_missing(false);
-    let conn = connect_within(limits, async { options.connect().await.map_err(classify) }).await?;
-    run_sqlx(conn, bound(prepared, bind)?, limits, value, classify).await
+    let seconds = limits.timeout.as_secs();
+    let classified = |e| classify(e, seconds);
+    let mut conn = connect_within(limits, async {
+        options.connect().await.map_err(classified)
+    })
+    .await?;
+    interrupt_at(&mut conn, Instant::now() + limits.timeout)
+        .await
+        .map_err(classified)?;
+    run_sqlx(conn, bound(prepared, bind)?, limits, value, classified).await
+}
+
+/// Makes SQLite stop the query at `deadline`. SQLite runs a query on the connection's
+/// own thread, which giving up on the answer does not stop: the query would run on,
+/// holding the file's read lock (so the application writing it gets "database is
+/// locked") and a core, while each retry started another.
+async fn interrupt_at(conn: &mut SqliteConnection, deadline: Instant) -> Result<(), sqlx::Error> {
+    conn.lock_handle()
+        .await?
+        .set_progress_handler(INSTRUCTIONS_PER_CHECK, move || Instant::now() < deadline);
+    Ok(())
 }
 
 /// Binds dates as `YYYY-MM-DD` text and `@now` as `YYYY-MM-DD HH:MM:SS` wall-clock
@@ -42,10 +67,12 @@ fn bind<'q>(
     })
 }
 
-/// SQLite's result codes in the kinds the connector log tells apart.
-fn classify(error: sqlx::Error) -> SqlError {
+/// SQLite's result codes in the kinds the connector log tells apart; an interrupt is
+/// the deadline [`interrupt_at`] set.
+fn classify(error: sqlx::Error, timeout_seconds: u64) -> SqlError {
     classify_sqlx(error, |db, message| match db.code().as_deref() {
         _ if message.contains("syntax error") => SqlError::Syntax(message),
+        Some("9") => SqlError::QueryTimeout(timeout_seconds),
         Some("8" | "23") => SqlError::Permission(message),
         Some("14" | "26") => SqlError::Connect(message),
         _ => SqlError::Query(message),
@@ -53,7 +80,7 @@ fn classify(error: sqlx::Error) -> SqlError {
 }
 
 /// One column's value, by the storage class of the value and the declared type.
-fn value(row: &SqliteRow, i: usize, limits: &Limits) -> Result<Value, SqlError> {
+fn value(row: &SqliteRow, i: usize, limits: &Limits, _: &mut Warnings) -> Result<Value, SqlError> {
     let column = row.column(i);
     let name = column.name();
     let raw = row.try_get_raw(i).map_err(|e| undecodable(name, e))?;

@@ -382,7 +382,7 @@ impl Connector {
     /// This connector with a JSON Merge Patch (RFC 7396) applied to its document.
     ///
     /// A patch may repeat what a read showed: derived fields and `…Set` flags are
-    /// ignored, and a masked connection string leaves the stored one as it is. The id,
+    /// ignored, and a connection string's `***` password stands for the stored one. The id,
     /// key id and type cannot change.
     pub fn patched(&self, patch: &Value, now: Timestamp) -> Result<Self, ValidationError> {
         let Value::Object(_) = patch else {
@@ -427,12 +427,9 @@ impl Connector {
             }
         }
         if let Some(Settings::Sql(sql)) = &self.spec.settings {
-            let masked = sql.masked_connection_string();
-            if let Some(Value::Object(settings)) = patch.pointer_mut("/settings") {
-                if settings.get("connectionString").and_then(Value::as_str) == Some(masked.as_str())
-                {
-                    settings.remove("connectionString");
-                }
+            if let Some(Value::String(submitted)) = patch.pointer_mut("/settings/connectionString")
+            {
+                *submitted = sql.unmasked_connection_string(submitted);
             }
         }
         Ok(())

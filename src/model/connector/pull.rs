@@ -2,7 +2,9 @@
 //! fetched from a URL or picked up from a watched folder (SPEC §4.1, §4.2).
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -217,7 +219,7 @@ impl SqlSettings {
     pub fn driver(&self) -> Result<SqlDriver, ValidationError> {
         let path = "settings.connectionString";
         let text = self.connection_string.expose().trim();
-        if let Some((scheme, _)) = text.split_once("://") {
+        if let Some(scheme) = url_scheme(text) {
             let driver = match scheme.to_ascii_lowercase().as_str() {
                 "postgres" | "postgresql" => SqlDriver::Postgres,
                 "mysql" | "mariadb" => SqlDriver::MySql,
@@ -245,7 +247,9 @@ impl SqlSettings {
             }
             return Ok(driver);
         }
-        let has_server = ado_pairs(text).any(|(key, _)| key == "server" || key == "data source");
+        let has_server = ado_entries(text)
+            .iter()
+            .any(|entry| entry.key == "server" || entry.key == "data source");
         ensure(
             has_server,
             path,
@@ -265,6 +269,12 @@ impl SqlSettings {
         self.timeout_seconds.unwrap_or(DEFAULT_SQL_TIMEOUT_SECONDS)
     }
 
+    /// Longest a run (connecting, then the query) may take before it is abandoned: the
+    /// timeout for each step.
+    pub fn longest_run(&self) -> Duration {
+        Duration::from_secs(self.timeout().saturating_mul(2))
+    }
+
     /// Most rows one poll reads, the default applied.
     pub fn row_cap(&self) -> u64 {
         self.max_rows.unwrap_or(DEFAULT_SQL_MAX_ROWS)
@@ -278,6 +288,12 @@ impl SqlSettings {
     /// The connection string with its password replaced by `***`, as reads show it.
     pub fn masked_connection_string(&self) -> String {
         mask_connection_string(self.connection_string.expose())
+    }
+
+    /// A connection string sent in a change, with each `***` password (as a read shows
+    /// it) replaced by the stored one: changing the host keeps the password.
+    pub fn unmasked_connection_string(&self, submitted: &str) -> String {
+        unmask_connection_string(submitted, self.connection_string.expose())
     }
 
     pub(super) fn validate(&self) -> Result<(), ValidationError> {
@@ -440,54 +456,175 @@ impl FolderSource {
     }
 }
 
-/// `key=value` pairs of an ADO.NET connection string, keys lowercased and trimmed.
-fn ado_pairs(text: &str) -> impl Iterator<Item = (String, &str)> {
-    text.split(';').filter_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        Some((key.trim().to_ascii_lowercase(), value))
-    })
+/// The scheme of a URL-form connection string (`postgres` in `postgres://…`); None for
+/// an ADO.NET string, even one whose password happens to contain `://`.
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let plain = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    plain.then_some(scheme)
+}
+
+/// One `key=value` entry of an ADO.NET connection string: the key lowercased and
+/// trimmed, and where the value lies in the text, quotes included.
+struct AdoEntry {
+    key: String,
+    value: Range<usize>,
+}
+
+/// The entries of an ADO.NET connection string, read by its quoting rules: a value in
+/// `"…"` or `'…'` (the quote doubled inside) or in ODBC braces `{…}` (`}}` inside) may
+/// hold `;`. An unclosed quote runs to the end of the text.
+fn ado_entries(text: &str) -> Vec<AdoEntry> {
+    let mut entries = Vec::new();
+    let mut pos = 0;
+    while pos < text.len() {
+        let segment_end = text[pos..].find(';').map_or(text.len(), |i| pos + i);
+        let Some(eq) = text[pos..segment_end].find('=').map(|i| pos + i) else {
+            pos = segment_end + 1;
+            continue;
+        };
+        let key = text[pos..eq].trim().to_ascii_lowercase();
+        let start = eq + 1 + (text[eq + 1..].len() - text[eq + 1..].trim_start().len());
+        let value_end = match text[start..].chars().next() {
+            Some(open @ ('"' | '\'' | '{')) => quoted_end(text, start, open),
+            _ => start + text[start..segment_end].trim_end().len(),
+        };
+        entries.push(AdoEntry {
+            key,
+            value: start..value_end,
+        });
+        pos = text[value_end..]
+            .find(';')
+            .map_or(text.len(), |i| value_end + i + 1);
+    }
+    entries
+}
+
+/// Where the quoted value opening with `open` at `start` ends (just past its closing
+/// quote; the end of the text when it has none).
+fn quoted_end(text: &str, start: usize, open: char) -> usize {
+    let close = if open == '{' { '}' } else { open };
+    let mut chars = text[start + 1..].char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != close {
+            continue;
+        }
+        if chars.peek().is_some_and(|&(_, next)| next == close) {
+            chars.next();
+            continue;
+        }
+        return start + 1 + i + c.len_utf8();
+    }
+    text.len()
+}
+
+/// Whether an ADO.NET key names the password.
+fn is_password_key(key: &str) -> bool {
+    matches!(key, "password" | "pwd")
+}
+
+/// `text` with the value of every ADO.NET password entry replaced by what `replace`
+/// gives for it.
+fn replace_ado_passwords(text: &str, replace: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for entry in ado_entries(text) {
+        if is_password_key(&entry.key) {
+            out.push_str(&text[copied..entry.value.start]);
+            out.push_str(&replace(&text[entry.value.clone()]));
+            copied = entry.value.end;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// The value of the first ADO.NET password entry, quotes included.
+fn ado_password(text: &str) -> Option<&str> {
+    ado_entries(text)
+        .into_iter()
+        .find(|entry| is_password_key(&entry.key))
+        .map(|entry| &text[entry.value])
 }
 
 /// Replaces every password in a connection string (URL userinfo, a `password` query
-/// parameter, or an ADO.NET `password`/`pwd` pair) with `***`.
+/// parameter, or an ADO.NET `password`/`pwd` entry, quoted or not) with `***`; a URL
+/// that cannot be parsed is masked whole.
 fn mask_connection_string(text: &str) -> String {
-    if text.contains("://") {
-        let Ok(mut url) = url::Url::parse(text) else {
-            return MASK.to_owned();
-        };
-        if url.password().is_some() && url.set_password(Some(MASK)).is_err() {
-            return MASK.to_owned();
-        }
-        let has_password_param = url
-            .query_pairs()
-            .any(|(k, _)| k.eq_ignore_ascii_case("password"));
-        if has_password_param {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("password") {
-                        MASK.into()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            url.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-        return url.to_string();
+    if url_scheme(text).is_none() {
+        return replace_ado_passwords(text, |_| MASK.to_owned());
     }
-    text.split(';')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _))
-                if matches!(key.trim().to_ascii_lowercase().as_str(), "password" | "pwd") =>
-            {
-                format!("{key}={MASK}")
+    let Ok(mut url) = url::Url::parse(text) else {
+        return MASK.to_owned();
+    };
+    if url.password().is_some() && url.set_password(Some(MASK)).is_err() {
+        return MASK.to_owned();
+    }
+    replace_password_param(&mut url, |_| MASK.to_owned());
+    url.to_string()
+}
+
+/// `submitted` with each password that reads `***` replaced by the one `stored` has, so
+/// a read's connection string sent back with another host or database keeps the
+/// password it cannot show. A string without `***` passwords is returned as it is.
+fn unmask_connection_string(submitted: &str, stored: &str) -> String {
+    if url_scheme(submitted).is_none() {
+        let Some(password) = ado_password(stored) else {
+            return submitted.to_owned();
+        };
+        return replace_ado_passwords(submitted, |value| {
+            if value == MASK {
+                password.to_owned()
+            } else {
+                value.to_owned()
             }
-            _ => pair.to_owned(),
+        });
+    }
+    let (Ok(mut url), Ok(old)) = (url::Url::parse(submitted), url::Url::parse(stored)) else {
+        return submitted.to_owned();
+    };
+    if url.password() == Some(MASK) && url.set_password(old.password()).is_err() {
+        return submitted.to_owned();
+    }
+    let old_param = old
+        .query_pairs()
+        .find(|(k, _)| k.eq_ignore_ascii_case("password"))
+        .map(|(_, v)| v.into_owned());
+    if let Some(old_param) = old_param {
+        replace_password_param(&mut url, |value| {
+            if value == MASK {
+                old_param.clone()
+            } else {
+                value.to_owned()
+            }
+        });
+    }
+    url.to_string()
+}
+
+/// Replaces the value of every `password` query parameter of `url` by `replace`.
+fn replace_password_param(url: &mut url::Url, replace: impl Fn(&str) -> String) {
+    let has_password_param = url
+        .query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password"));
+    if !has_password_param {
+        return;
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k.eq_ignore_ascii_case("password") {
+                replace(&v)
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
         })
-        .collect::<Vec<_>>()
-        .join(";")
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
 }
 
 #[cfg(test)]
@@ -511,9 +648,79 @@ mod tests {
                 "server=tcp:db,1433;user id=sa;Password=***;database=x",
             ),
             ("sqlite:///var/lib/x.db", "sqlite:///var/lib/x.db"),
+            (
+                "server=tcp:db,1433;Password={a;b}}c};user id=sa",
+                "server=tcp:db,1433;Password=***;user id=sa",
+            ),
+            (
+                "server=db;pwd = \"x;\"\"y=z\" ;database=d",
+                "server=db;pwd = *** ;database=d",
+            ),
+            ("server=db;Password='a;''b'", "server=db;Password=***"),
+            (
+                "server=db;password={open;to the end",
+                "server=db;password=***",
+            ),
+            (
+                "server=db;password=a://b;user id=sa",
+                "server=db;password=***;user id=sa",
+            ),
         ];
         for (input, masked) in cases {
-            assert_eq!(mask_connection_string(input), masked);
+            assert_eq!(mask_connection_string(input), masked, "{input}");
+        }
+    }
+
+    #[test]
+    fn a_masked_password_stands_for_the_stored_one() {
+        let cases = [
+            (
+                "server=tcp:old,1433;user id=sa;Password={a;b}}c}",
+                "server=tcp:new,1433;user id=sa;Password=***",
+                "server=tcp:new,1433;user id=sa;Password={a;b}}c}",
+            ),
+            (
+                "server=old;pwd='x;''y'",
+                "server=new;PWD=***;database=d",
+                "server=new;PWD='x;''y';database=d",
+            ),
+            (
+                "server=old;password=plain",
+                "server=new;password=changed",
+                "server=new;password=changed",
+            ),
+            (
+                "postgres://app:s%3Bcret@old:5432/sales",
+                "postgres://app:***@new:5432/sales",
+                "postgres://app:s%3Bcret@new:5432/sales",
+            ),
+            (
+                "postgres://old/sales?user=a&password=s3cret",
+                "postgres://new/sales?user=a&password=***",
+                "postgres://new/sales?user=a&password=s3cret",
+            ),
+            (
+                "postgres://app:s3cret@old/sales",
+                "postgres://app:other@new/sales",
+                "postgres://app:other@new/sales",
+            ),
+            (
+                "mysql://root@old/test",
+                "mysql://root:***@new/test",
+                "mysql://root@new/test",
+            ),
+        ];
+        for (stored, submitted, kept) in cases {
+            assert_eq!(
+                unmask_connection_string(submitted, stored),
+                kept,
+                "{stored} + {submitted}"
+            );
+            assert_eq!(
+                unmask_connection_string(&mask_connection_string(stored), stored),
+                stored,
+                "a read sent back unchanged keeps {stored}"
+            );
         }
     }
 

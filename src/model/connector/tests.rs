@@ -331,3 +331,27 @@ fn state_follows_enabled_failures_and_the_idle_window() {
     );
     assert_eq!(ConnectorState::Error.colour(), "red");
 }
+
+#[test]
+fn a_patch_moving_a_sql_connector_keeps_its_masked_password() {
+    let doc = json!({"name": "Orders", "type": "sql", "stream": "orders",
+        "settings": {"connectionString": "server=tcp:old,1433;user id=sa;Password={pa;ss}}word}",
+                     "query": "select 1"}});
+    let connector = Connector::new(parse(doc).expect("valid"), None, now());
+    let view = connector.view(ConnectorState::Idle);
+    let shown = view["settings"]["connectionString"]
+        .as_str()
+        .expect("a string");
+    assert_eq!(shown, "server=tcp:old,1433;user id=sa;Password=***");
+    let moved = shown.replace("tcp:old", "tcp:new");
+    let changed = connector
+        .patched(&json!({"settings": {"connectionString": moved}}), now())
+        .expect("valid");
+    let Some(Settings::Sql(sql)) = &changed.spec.settings else {
+        panic!("sql settings")
+    };
+    assert_eq!(
+        sql.connection_string.expose(),
+        "server=tcp:new,1433;user id=sa;Password={pa;ss}}word}"
+    );
+}
