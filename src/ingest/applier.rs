@@ -1,5 +1,5 @@
 //! The applier: moves committed journal records into the pool, strictly in journal
-//! order, and announces the applied mark and the last change sequence.
+//! order, and announces the applied mark and each changed stream's last change.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::Checkpoint;
+use super::feed::{ChangeFeed, Changed};
 use super::pacer::Pacer;
 use super::{Committed, IngestError, UnappliedKeys};
 use crate::store::{Accepted, Store};
@@ -55,13 +56,14 @@ pub(super) fn run(
         }
         while !group.is_empty() {
             match apply(&store, group) {
-                Ok((done, last_change, applied_group)) => {
-                    announce.applied(done, last_change, &applied_group);
+                Ok((done, changed, applied_group)) => {
+                    announce.applied(done, &changed, &applied_group);
                     checkpoint.applied(done);
                     group = Vec::new();
                 }
-                Err((error, rest)) => {
+                Err((error, rest, changed)) => {
                     tracing::error!(%error, "applying the journal failed; retrying");
+                    announce.feed.announce(&changed);
                     group = rest;
                     if stopped_within(&stop, RETRY_AFTER_ERROR) {
                         return;
@@ -80,16 +82,14 @@ pub(super) struct Announce {
     pub(super) unapplied: Arc<UnappliedKeys>,
     /// The last journal sequence applied.
     pub(super) applied: watch::Sender<u64>,
-    /// The last change sequence made (for SSE).
-    pub(super) changes: watch::Sender<u64>,
+    /// Each changed stream's last change (for SSE).
+    pub(super) feed: Arc<ChangeFeed>,
 }
 
 impl Announce {
-    fn applied(&self, done: u64, last_change: Option<u64>, group: &Committed) {
+    fn applied(&self, done: u64, changed: &Changed, group: &Committed) {
         self.unapplied.remove(group);
-        if let Some(seq) = last_change {
-            self.changes.send_replace(seq);
-        }
+        self.feed.announce(changed);
         self.applied.send_replace(done);
     }
 }
@@ -123,20 +123,21 @@ fn stopped_within(stop: &CancellationToken, wait: Duration) -> bool {
 }
 
 /// Applies a group in order, about [`ITEMS_PER_TRANSACTION`] items per transaction;
-/// the last sequence applied, the last change made and the group itself, or the error
-/// with the records not yet applied.
+/// the last sequence applied, each changed stream's last change and the group itself,
+/// or the error with the records not yet applied and the changes made before it.
 fn apply(
     store: &Store,
     group: Committed,
-) -> Result<(u64, Option<u64>, Committed), (IngestError, Committed)> {
-    let mut last = (0, None);
+) -> Result<(u64, Changed, Committed), (IngestError, Committed, Changed)> {
+    let mut last = 0;
+    let mut changed = Changed::default();
     let mut done = 0;
     let mut failed = None;
     for chunk in transactions(&group) {
         match store.apply(chunk) {
             Ok(made) => {
-                let seq = chunk.last().map_or(last.0, |(seq, _)| *seq);
-                last = (seq, made.last().map(|c| c.seq).or(last.1));
+                last = chunk.last().map_or(last, |(seq, _)| *seq);
+                changed.note(&made);
                 done += chunk.len();
             }
             Err(error) => {
@@ -149,9 +150,10 @@ fn apply(
         return Err((
             IngestError::from(error),
             group.into_iter().skip(done).collect(),
+            changed,
         ));
     }
-    Ok((last.0, last.1, group))
+    Ok((last, changed, group))
 }
 
 /// `group` cut into consecutive runs of records holding at most

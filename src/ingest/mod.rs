@@ -9,7 +9,8 @@
 //!                       │ committed records, in order                      ▲
 //!                       ▼                                                  │ released
 //!                   applier ──apply (batched transactions)──► pool + change log
-//!                       │ applied mark (watch)   │ last change (watch): SSE
+//!                       │ applied mark (watch)   │ each changed stream's last change
+//!                       │                        │ (feed): its SSE clients
 //!                       └── checkpoint: flush sled about every second, then (a task
 //!                           beside it) sync its files and delete applied journal files
 //! ```
@@ -17,6 +18,7 @@
 mod applier;
 mod checkpoint;
 mod committer;
+mod feed;
 mod pacer;
 pub mod retention;
 
@@ -31,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use crate::store::{Accepted, IdempotencyRecord, Store, StoreError};
 use applier::Announce;
 use checkpoint::Checkpoint;
+pub use feed::{ChangeFeed, StreamChanges};
 
 /// Requests that may wait for the committer at once. The HTTP layer's in-flight cap
 /// answers 503 before this fills.
@@ -100,7 +103,7 @@ pub struct Ingest {
     unapplied: Arc<UnappliedKeys>,
     queue: mpsc::Sender<Pending>,
     applied: watch::Receiver<u64>,
-    changes: watch::Receiver<u64>,
+    feed: Arc<ChangeFeed>,
 }
 
 impl Ingest {
@@ -122,7 +125,7 @@ impl Ingest {
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
         let (to_applier, committed) = std::sync::mpsc::sync_channel(APPLY_QUEUE_GROUPS);
         let (applied_tx, applied_rx) = watch::channel(applied_seq);
-        let (changes_tx, changes_rx) = watch::channel(store.last_change_seq()?);
+        let feed = Arc::new(ChangeFeed::default());
         let unapplied = Arc::new(UnappliedKeys::default());
         unapplied.add(&replay);
         if !replay.is_empty() && to_applier.try_send(replay).is_err() {
@@ -137,7 +140,7 @@ impl Ingest {
         let announce = Announce {
             unapplied: unapplied.clone(),
             applied: applied_tx,
-            changes: changes_tx,
+            feed: feed.clone(),
         };
         let applier_store = store.clone();
         tasks.spawn_blocking(move || {
@@ -148,7 +151,7 @@ impl Ingest {
             unapplied,
             queue,
             applied: applied_rx,
-            changes: changes_rx,
+            feed,
         })
     }
 
@@ -187,8 +190,8 @@ impl Ingest {
         Ok(())
     }
 
-    /// The last change sequence applied, changing as changes land (for SSE).
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.clone()
+    /// Follows the changes of `stream` as they land (for SSE).
+    pub fn changes(&self, stream: &str) -> StreamChanges {
+        self.feed.follow(stream)
     }
 }
