@@ -188,11 +188,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     reader.check(&stream)?;
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let (start, reset) = resume_point(&state.store, last_event_id)?;
+    let (start, reset) = resume_point(&state.store, LastEventId::of(&headers))?;
     let follower = Follower {
         store: state.store.clone(),
         changes: state.ingest.changes(&stream),
@@ -208,15 +204,38 @@ pub async fn events(
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
+/// What an SSE client's `Last-Event-ID` header asks for.
+enum LastEventId {
+    /// No header (or an empty one): a new client, from now on.
+    Absent,
+    /// Resume after this change.
+    Seq(u64),
+    /// Not an id this server gives out: the client's view cannot be resumed.
+    Unknown,
+}
+
+impl LastEventId {
+    fn of(headers: &HeaderMap) -> LastEventId {
+        match headers
+            .get("last-event-id")
+            .map(|v| v.to_str().map(str::trim))
+        {
+            None | Some(Ok("")) => LastEventId::Absent,
+            Some(Ok(id)) => id.parse().map_or(LastEventId::Unknown, LastEventId::Seq),
+            Some(Err(_)) => LastEventId::Unknown,
+        }
+    }
+}
+
 /// Where an SSE client starts in the change log, and whether it must reload first:
 /// after `Last-Event-ID` while the log still holds every change since, else (no id, an
 /// id the log no longer covers, or one this server never gave) after the last change.
-fn resume_point(store: &Store, last_event_id: Option<u64>) -> Result<(u64, bool), ApiError> {
+fn resume_point(store: &Store, last_event_id: LastEventId) -> Result<(u64, bool), ApiError> {
     let current = store.last_change_seq()?;
     Ok(match last_event_id {
-        None => (current, false),
-        Some(id) if id <= current && id >= store.changes_kept_after()? => (id, false),
-        Some(_) => (current, true),
+        LastEventId::Absent => (current, false),
+        LastEventId::Seq(id) if id <= current && id >= store.changes_kept_after()? => (id, false),
+        LastEventId::Seq(_) | LastEventId::Unknown => (current, true),
     })
 }
 
