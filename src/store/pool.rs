@@ -33,7 +33,7 @@ const CHANGES_KEPT_AFTER_KEY: &[u8] = b"changes_kept_after";
 /// The tree of the change log as data dirs before the per-stream log kept it: one log
 /// of every stream, by sequence. Retired when such a data dir is opened.
 const GLOBAL_CHANGES_TREE: &[u8] = b"changes";
-/// Most bytes of changes in one `changes` entry (a bigger change is an entry of its
+/// Most bytes of changes in one `stream_changes` entry (a bigger change is an entry of its
 /// own). Small enough that a leaf of such entries stays far below the size at which
 /// sled writes a page as a separate file, large enough that a pass of a bulk chunk
 /// writes a few dozen entries instead of a thousand.
