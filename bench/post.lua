@@ -4,6 +4,9 @@
 --   BENCH_AUTH          credential for "Authorization: Bearer ..." (optional)
 --   BENCH_IDEMPOTENCY   "1": every request carries its own Idempotency-Key
 --   BENCH_KEY_PREFIX    prefix of those keys, to keep them unique across runs (default "k")
+--   BENCH_CHANGING      "1": every request changes its item instead of sending the body
+--                       file again: {"id":"<n mod 1000>","n":<n>,"t":<thread>}, n counting
+--                       the thread's requests (not with BENCH_IDEMPOTENCY)
 --
 -- Every request has "Content-Type: application/json" and "X-Item-Key: id".
 -- done() prints one machine-readable line, "BENCH key=value ...", with latencies in
@@ -20,6 +23,10 @@ f:close()
 local auth = os.getenv("BENCH_AUTH") or ""
 local idempotency = os.getenv("BENCH_IDEMPOTENCY") == "1"
 local prefix = os.getenv("BENCH_KEY_PREFIX") or "k"
+local changing = os.getenv("BENCH_CHANGING") == "1"
+if changing and idempotency then
+   error("BENCH_CHANGING and BENCH_IDEMPOTENCY cannot be combined")
+end
 
 wrk.method = "POST"
 wrk.body = body
@@ -56,6 +63,17 @@ if idempotency then
    function request()
       sent = sent + 1
       return before .. prefix .. "-" .. thread_number .. "-" .. sent .. after
+   end
+end
+
+if changing then
+   -- Equal data makes no change (and no event): each request carries its own numbers.
+   local sent = 0
+
+   function request()
+      sent = sent + 1
+      local body = string.format('{"id":"%d","n":%d,"t":%d}', sent % 1000, sent, thread_number)
+      return wrk.format(nil, nil, nil, body)
    end
 end
 

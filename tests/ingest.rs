@@ -1184,3 +1184,90 @@ async fn pushes_to_one_stream_apply_in_the_order_they_were_accepted() {
         "and within one payload the later item: {twice}"
     );
 }
+
+#[tokio::test]
+async fn a_field_mapping_renames_mapped_fields_and_drops_the_rest() {
+    let server = TestServer::start().await;
+    let mapping = json!({"amt": "sales", "location.city": "city", "region": "region"});
+    let doc = connector(
+        "Mapped",
+        "mapped",
+        json!({"itemKey": "region", "fieldMapping": mapping}),
+    );
+    let (_, key) = create_connector(&server, &doc).await;
+
+    let first = json!([
+        {"region": "North", "amt": 5, "location": {"city": "Leeds", "country": "UK"}, "secret": "x"},
+        {"region": "South", "amt": 7, "note": "dropped"},
+    ]);
+    assert_accepted(&push(&server, "mapped", &key, &first).await, "mapped", 2);
+    let north = wait_for_item(&server, "mapped", "North", |_| true).await;
+    assert_eq!(
+        north["fields"],
+        json!({"region": "North", "sales": 5, "city": "Leeds"})
+    );
+    let south = wait_for_item(&server, "mapped", "South", |_| true).await;
+    assert_eq!(south["fields"], json!({"region": "South", "sales": 7}));
+
+    // Merging: a mapped field updates, an unmapped one is still not stored.
+    let later = json!({"region": "North", "amt": 6, "target": 9});
+    push_ok(&server, "mapped", &key, &later).await;
+    let north = wait_for_item(&server, "mapped", "North", |i| i["fields"]["sales"] == 6).await;
+    assert_eq!(
+        north["fields"],
+        json!({"region": "North", "sales": 6, "city": "Leeds"})
+    );
+
+    // The item key is read from the source fields, before the mapping: it need not be
+    // mapped itself.
+    let doc = connector(
+        "Unkeyed",
+        "unkeyed",
+        json!({"itemKey": "code", "fieldMapping": {"amt": "sales"}}),
+    );
+    let (_, key) = create_connector(&server, &doc).await;
+    push_ok(&server, "unkeyed", &key, &json!({"code": "K1", "amt": 3})).await;
+    let item = wait_for_item(&server, "unkeyed", "K1", |_| true).await;
+    assert_eq!(item["fields"], json!({"sales": 3}));
+}
+
+#[tokio::test]
+async fn a_repeat_after_the_idempotency_window_is_processed_again() {
+    let server = TestServer::start().await;
+    let doc = connector(
+        "Windowed",
+        "windowed",
+        json!({"itemKey": "region", "idempotencyWindowSeconds": 1}),
+    );
+    let (_, key) = create_connector(&server, &doc).await;
+
+    let first = push_once(
+        &server,
+        "windowed",
+        &key,
+        "once",
+        &json!({"region": "North", "sales": 1}),
+    )
+    .await;
+    assert_accepted(&first, "windowed", 1);
+    let stored = wait_for_item(&server, "windowed", "North", |_| true).await;
+
+    // Past the one-second window (and the second it was remembered in).
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let again = push_once(
+        &server,
+        "windowed",
+        &key,
+        "once",
+        &json!({"region": "North", "sales": 2}),
+    )
+    .await;
+    assert_accepted(&again, "windowed", 1);
+    assert!(!replayed(&again), "an expired key is no replay");
+    assert_ne!(
+        again.body["requestId"], first.body["requestId"],
+        "a new answer"
+    );
+    let item = wait_for_item(&server, "windowed", "North", |i| i["fields"]["sales"] == 2).await;
+    assert!(version(&item) > version(&stored), "a second write");
+}

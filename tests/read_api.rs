@@ -671,8 +671,18 @@ async fn a_read_key_may_come_in_the_query_as_browsers_cannot_set_headers() {
     );
 }
 
+/// The next event, which must be `event: reset`.
+async fn expect_reset(reader: &mut SseReader) {
+    let event = reader
+        .next_within(EVENTUALLY)
+        .await
+        .expect("an event within the deadline");
+    assert_eq!(event.event, "reset", "{event:?}");
+    assert_eq!(event.id, None, "a reset carries no id: {event:?}");
+}
+
 #[tokio::test]
-async fn an_unknown_last_event_id_still_opens_the_stream() {
+async fn an_unknown_last_event_id_opens_with_a_reset_then_live_changes() {
     let server = TestServer::start().await;
     let (_, key) = connector(&server, "Sales", "sales").await;
     let token = server.token();
@@ -684,13 +694,137 @@ async fn an_unknown_last_event_id_still_opens_the_stream() {
     }
     let last = last.expect("an event id");
 
-    let future = open_events(&server, "sales", "", Some(&token), Some("999999999")).await;
-    event_stream(future);
+    for unknown in ["999999999", "not-a-number", "-1"] {
+        let mut future =
+            event_stream(open_events(&server, "sales", "", Some(&token), Some(unknown)).await);
+        expect_reset(&mut future).await;
+        push_ok(&server, "sales", &key, &json!({"id": unknown, "n": 1})).await;
+        let live = next_change(&mut future).await;
+        assert_eq!(
+            live.json()["itemId"],
+            unknown,
+            "after the reset, live changes only: {live:?}"
+        );
+    }
 
     let wiped = TestServer::start().await;
     let (_, wiped_key) = connector(&wiped, "Sales", "sales").await;
     push_ok(&wiped, "sales", &wiped_key, &json!({"id": "a"})).await;
+    wait_for_item(&wiped, "sales", "a", |_| true).await;
     let wiped_token = wiped.token();
     let response = open_events(&wiped, "sales", "", Some(&wiped_token), Some(&last)).await;
-    event_stream(response);
+    let mut reader = event_stream(response);
+    expect_reset(&mut reader).await;
+    assert_quiet(&mut reader).await;
+}
+
+/// Pushes `count` items `{prefix}{n}` (n from `from`) to `stream`, one request each.
+async fn push_each(
+    server: &TestServer,
+    stream: &str,
+    key: &str,
+    prefix: &str,
+    from: usize,
+    count: usize,
+) {
+    for n in from..from + count {
+        push_ok(
+            server,
+            stream,
+            key,
+            &json!({"id": format!("{prefix}{n}"), "n": n}),
+        )
+        .await;
+    }
+}
+
+/// Pushes `batches` arrays of 10 items `{prefix}{batch}-{n}` to `stream`.
+async fn push_batches(server: &TestServer, stream: &str, key: &str, prefix: &str, batches: usize) {
+    for batch in 0..batches {
+        let items: Vec<Value> = (0..10)
+            .map(|n| json!({"id": format!("{prefix}{batch}-{n}"), "n": n}))
+            .collect();
+        push_ok(server, stream, key, &Value::Array(items)).await;
+    }
+}
+
+/// The next `count` item events.
+async fn changes(reader: &mut SseReader, count: usize) -> Vec<Event> {
+    let mut events = Vec::with_capacity(count);
+    for _ in 0..count {
+        events.push(next_change(reader).await);
+    }
+    events
+}
+
+/// The `itemId`s of `events`.
+fn item_ids(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.json()["itemId"].as_str().expect("itemId").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_client_gets_exactly_its_streams_changes_while_another_stream_is_busy() {
+    let server = TestServer::start().await;
+    let (_, sales) = connector(&server, "Sales", "sales").await;
+    let (_, stock) = connector(&server, "Stock", "stock").await;
+    let token = server.token();
+    let mut sales_reader =
+        event_stream(open_events(&server, "sales", "", Some(&token), None).await);
+    let mut stock_reader =
+        event_stream(open_events(&server, "stock", "", Some(&token), None).await);
+
+    tokio::join!(
+        push_each(&server, "sales", &sales, "a", 0, 10),
+        push_batches(&server, "stock", &stock, "b", 20),
+    );
+    let seen = changes(&mut sales_reader, 10).await;
+    let expected: Vec<String> = (0..10).map(|n| format!("a{n}")).collect();
+    assert_eq!(item_ids(&seen), expected, "sales' changes, in order");
+    assert!(seen.iter().all(|e| e.json()["stream"] == "sales"));
+    assert!(seen.windows(2).all(|w| w[0].seq() < w[1].seq()), "ids grow");
+    assert_quiet(&mut sales_reader).await;
+    let mut stock_seen = changes(&mut stock_reader, 200).await;
+    assert!(stock_seen.iter().all(|e| e.json()["stream"] == "stock"));
+
+    // The client goes away; both streams change meanwhile; it comes back from its
+    // fourth event.
+    drop(sales_reader);
+    tokio::join!(
+        push_each(&server, "sales", &sales, "a", 10, 5),
+        push_batches(&server, "stock", &stock, "c", 10),
+    );
+    let resume_from = seen[3].id.clone().expect("an id");
+    let mut resumed =
+        event_stream(open_events(&server, "sales", "", Some(&token), Some(&resume_from)).await);
+    let again = changes(&mut resumed, 11).await;
+    assert_eq!(
+        &again[..6],
+        &seen[4..],
+        "the events after the fourth, as they were"
+    );
+    let expected: Vec<String> = (10..15).map(|n| format!("a{n}")).collect();
+    assert_eq!(
+        item_ids(&again[6..]),
+        expected,
+        "then those made while away"
+    );
+    assert!(
+        again.windows(2).all(|w| w[0].seq() < w[1].seq()),
+        "ids grow"
+    );
+    assert_quiet(&mut resumed).await;
+    stock_seen.extend(changes(&mut stock_reader, 100).await);
+
+    // One global sequence: every change has its own id and none is missing.
+    let mut ids: Vec<u64> = seen[..4]
+        .iter()
+        .chain(&again)
+        .chain(&stock_seen)
+        .map(Event::seq)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=315).collect::<Vec<u64>>());
 }

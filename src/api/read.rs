@@ -15,12 +15,12 @@ use futures_util::Stream;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{presented_token, AppState, QueryKey};
 use crate::auth::KeyKind;
 use crate::http::{ApiError, ClientAddr};
+use crate::ingest::StreamChanges;
 use crate::model::{Change, ChangeKind, ReadKey, StreamName, UpsertMode, Write};
 use crate::store::{Accepted, Store};
 
@@ -28,7 +28,7 @@ use crate::store::{Accepted, Store};
 const DEFAULT_PAGE: usize = 100;
 /// Largest page; larger `limit`s are clamped (SPEC §5).
 const MAX_PAGE: usize = 1000;
-/// Changes read from the log per pass of an SSE stream.
+/// Changes of its stream an SSE client reads from the log at once.
 const SSE_BATCH: usize = 256;
 /// Who wrote a change made through the read API (deleting an item).
 const ADMIN_WRITER: &str = "admin";
@@ -202,30 +202,10 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     reader.check(&stream)?;
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let current = state.store.last_change_seq()?;
-    let (start, reset) = match last_event_id {
-        None => (current, false),
-        Some(id) if id > current => (current, true),
-        Some(id) => {
-            let first = state.store.first_change_seq()?;
-            let gap = match first {
-                Some(first) => first > id + 1,
-                None => id < current,
-            };
-            if gap {
-                (current, true)
-            } else {
-                (id, false)
-            }
-        }
-    };
+    let (start, reset) = resume_point(&state.store, LastEventId::of(&headers))?;
     let follower = Follower {
         store: state.store.clone(),
-        changes: state.ingest.changes(),
+        changes: state.ingest.changes(&stream),
         shutdown: state.shutdown.clone(),
         stream,
         last_seq: start,
@@ -238,10 +218,45 @@ pub async fn events(
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
-/// One SSE client's position in the change log.
+/// What an SSE client's `Last-Event-ID` header asks for.
+enum LastEventId {
+    /// No header (or an empty one): a new client, from now on.
+    Absent,
+    /// Resume after this change.
+    Seq(u64),
+    /// Not an id this server gives out: the client's view cannot be resumed.
+    Unknown,
+}
+
+impl LastEventId {
+    fn of(headers: &HeaderMap) -> LastEventId {
+        match headers
+            .get("last-event-id")
+            .map(|v| v.to_str().map(str::trim))
+        {
+            None | Some(Ok("")) => LastEventId::Absent,
+            Some(Ok(id)) => id.parse().map_or(LastEventId::Unknown, LastEventId::Seq),
+            Some(Err(_)) => LastEventId::Unknown,
+        }
+    }
+}
+
+/// Where an SSE client starts in the change log, and whether it must reload first:
+/// after `Last-Event-ID` while the log still holds every change since, else (no id, an
+/// id the log no longer covers, or one this server never gave) after the last change.
+fn resume_point(store: &Store, last_event_id: LastEventId) -> Result<(u64, bool), ApiError> {
+    let current = store.last_change_seq()?;
+    Ok(match last_event_id {
+        LastEventId::Absent => (current, false),
+        LastEventId::Seq(id) if id <= current && id >= store.changes_kept_after()? => (id, false),
+        LastEventId::Seq(_) | LastEventId::Unknown => (current, true),
+    })
+}
+
+/// One SSE client's position in its stream's change log.
 struct Follower {
     store: Store,
-    changes: watch::Receiver<u64>,
+    changes: StreamChanges,
     shutdown: CancellationToken,
     stream: String,
     last_seq: u64,
@@ -260,10 +275,14 @@ impl Follower {
             if let Some(change) = self.queued.pop_front() {
                 return Some(event_of(&change));
             }
+            self.changes.mark_seen();
             let store = self.store.clone();
+            let stream = self.stream.clone();
             let after = self.last_seq;
-            let read =
-                tokio::task::spawn_blocking(move || store.changes_after(after, SSE_BATCH)).await;
+            let read = tokio::task::spawn_blocking(move || {
+                store.stream_changes_after(&stream, after, SSE_BATCH)
+            })
+            .await;
             let batch = match read {
                 Ok(Ok(batch)) => batch,
                 Ok(Err(error)) => {
@@ -274,17 +293,12 @@ impl Follower {
             };
             if let Some(last) = batch.last() {
                 self.last_seq = last.seq;
-                self.queued.extend(
-                    batch
-                        .into_iter()
-                        .filter(|c| c.stream.as_str() == self.stream),
-                );
+                self.queued.extend(batch);
                 continue;
             }
-            let last_seq = self.last_seq;
             tokio::select! {
-                changed = self.changes.wait_for(|seq| *seq > last_seq) => changed.ok()?,
-                _ = self.shutdown.cancelled() => return None,
+                () = self.changes.changed() => {}
+                () = self.shutdown.cancelled() => return None,
             };
         }
     }

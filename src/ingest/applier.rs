@@ -1,5 +1,5 @@
 //! The applier: moves committed journal records into the pool, strictly in journal
-//! order, and announces the applied mark and the last change sequence.
+//! order, and announces the applied mark and each changed stream's last change.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
 use super::checkpoint::Checkpoint;
+use super::feed::{ChangeFeed, Changed};
 use super::pacer::Pacer;
 use super::{Committed, Health, IngestError, UnappliedKeys};
 use crate::model::Change;
@@ -110,13 +111,14 @@ impl Applier {
     fn apply_all(&self, mut group: Committed, checkpoint: &mut Checkpoint) -> bool {
         while !group.is_empty() {
             match apply(&self.store, group) {
-                Ok((done, last_change, applied_group)) => {
-                    self.announce.applied(done, last_change, &applied_group);
+                Ok((done, changed, applied_group)) => {
+                    self.announce.applied(done, &changed, &applied_group);
                     checkpoint.applied(done);
                     group = Vec::new();
                 }
-                Err((error, rest)) => {
+                Err((error, rest, changed)) => {
                     self.announce.health.report_store_failure(&error);
+                    self.announce.feed.announce(&changed);
                     group = rest;
                     if stopped_within(&self.stop, RETRY_AFTER_ERROR) {
                         return false;
@@ -138,16 +140,14 @@ pub(super) struct Announce {
     pub(super) health: Arc<Health>,
     /// The last journal sequence applied.
     pub(super) applied: watch::Sender<u64>,
-    /// The last change sequence made (for SSE).
-    pub(super) changes: watch::Sender<u64>,
+    /// Each changed stream's last change (for SSE).
+    pub(super) feed: Arc<ChangeFeed>,
 }
 
 impl Announce {
-    fn applied(&self, done: u64, last_change: Option<u64>, group: &Committed) {
+    fn applied(&self, done: u64, changed: &Changed, group: &Committed) {
         self.unapplied.remove(group);
-        if let Some(seq) = last_change {
-            self.changes.send_replace(seq);
-        }
+        self.feed.announce(changed);
         self.applied.send_replace(done);
         self.budget.release_through(done);
         self.health.report_store_recovery();
@@ -183,25 +183,26 @@ fn stopped_within(stop: &CancellationToken, wait: Duration) -> bool {
 }
 
 /// Applies a group in order, about [`ITEMS_PER_TRANSACTION`] items per transaction;
-/// the last sequence applied, the last change made and the group itself, or the error
-/// with the records not yet applied.
+/// the last sequence applied, each changed stream's last change and the group itself,
+/// or the error with the records not yet applied and the changes made before it.
 fn apply(
     store: &Store,
     group: Committed,
-) -> Result<(u64, Option<u64>, Committed), (IngestError, Committed)> {
+) -> Result<(u64, Changed, Committed), (IngestError, Committed, Changed)> {
     fail::fail_point!("applier::before_apply", |delay: Option<String>| {
         let millis = delay.and_then(|d| d.parse().ok()).unwrap_or(0);
         std::thread::sleep(Duration::from_millis(millis));
         std::process::abort()
     });
-    let mut last = (0, None);
+    let mut last = 0;
+    let mut changed = Changed::default();
     let mut done = 0;
     let mut failed = None;
     for chunk in transactions(&group) {
         match apply_transaction(store, chunk) {
             Ok(made) => {
-                let seq = chunk.last().map_or(last.0, |(seq, _)| *seq);
-                last = (seq, made.last().map(|c| c.seq).or(last.1));
+                last = chunk.last().map_or(last, |(seq, _)| *seq);
+                changed.note(&made);
                 done += chunk.len();
             }
             Err(error) => {
@@ -214,9 +215,10 @@ fn apply(
         return Err((
             IngestError::from(error),
             group.into_iter().skip(done).collect(),
+            changed,
         ));
     }
-    Ok((last.0, last.1, group))
+    Ok((last, changed, group))
 }
 
 /// Applies one transaction's records. The `applier::apply` fail point stands for a

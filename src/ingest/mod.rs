@@ -9,7 +9,8 @@
 //!                       │ committed records, in order                      ▲
 //!                       ▼                                                  │ released
 //!                   applier ──apply (batched transactions)──► pool + change log
-//!                       │ applied mark (watch)   │ last change (watch): SSE
+//!                       │ applied mark (watch)   │ each changed stream's last change
+//!                       │                        │ (feed): its SSE clients
 //!                       └── checkpoint: flush sled about every second, then (a task
 //!                           beside it) sync its files and delete applied journal files
 //! ```
@@ -18,6 +19,7 @@ mod applier;
 mod budget;
 mod checkpoint;
 mod committer;
+mod feed;
 mod health;
 mod pacer;
 pub mod retention;
@@ -35,6 +37,7 @@ use applier::Announce;
 use budget::Budget;
 pub use budget::Charge;
 use checkpoint::Checkpoint;
+pub use feed::{ChangeFeed, StreamChanges};
 pub use health::Health;
 
 /// Requests that may wait for the committer at once. The HTTP layer's in-flight cap
@@ -144,7 +147,7 @@ pub struct Ingest {
     health: Arc<Health>,
     queue: mpsc::Sender<Pending>,
     applied: watch::Receiver<u64>,
-    changes: watch::Receiver<u64>,
+    feed: Arc<ChangeFeed>,
 }
 
 impl Ingest {
@@ -169,7 +172,7 @@ impl Ingest {
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
         let (to_applier, committed) = std::sync::mpsc::sync_channel(APPLY_QUEUE_GROUPS);
         let (applied_tx, applied_rx) = watch::channel(applied_seq);
-        let (changes_tx, changes_rx) = watch::channel(store.last_change_seq()?);
+        let feed = Arc::new(ChangeFeed::default());
         let unapplied = Arc::new(UnappliedKeys::default());
         unapplied.add_keys(replay.take_keys());
         let budget = Arc::new(Budget::new(budget_bytes));
@@ -192,7 +195,7 @@ impl Ingest {
             budget: budget.clone(),
             health: health.clone(),
             applied: applied_tx,
-            changes: changes_tx,
+            feed: feed.clone(),
         };
         let applier_store = store.clone();
         let applier_health = health.clone();
@@ -209,7 +212,7 @@ impl Ingest {
             health,
             queue,
             applied: applied_rx,
-            changes: changes_rx,
+            feed,
         })
     }
 
@@ -288,8 +291,8 @@ impl Ingest {
         self.health.clone()
     }
 
-    /// The last change sequence applied, changing as changes land (for SSE).
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.clone()
+    /// Follows the changes of `stream` as they land (for SSE).
+    pub fn changes(&self, stream: &str) -> StreamChanges {
+        self.feed.follow(stream)
     }
 }

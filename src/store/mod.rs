@@ -15,7 +15,10 @@
 //! - `connector_logs`: connector id \0 time → [`LogEntry`](crate::model::LogEntry), 30 days;
 //! - `activity`: connector id → [`ActivitySummary`](crate::model::ActivitySummary);
 //! - `connector_items`: connector id → items it last wrote;
-//! - `changes`: global change sequence → [`Change`](crate::model::Change), kept 7 days.
+//! - `stream_changes`: stream \0 last change sequence → consecutive
+//!   [`Change`](crate::model::Change)s of that stream, kept 7 days. Data dirs from before
+//!   it kept one `changes` tree of every stream by sequence; opening one drops that tree
+//!   and marks its changes as gone (readers resuming from them get `event: reset`).
 
 mod activity;
 mod codec;
@@ -144,7 +147,7 @@ struct Inner {
     idempotency: sled::Tree,
     items: sled::Tree,
     streams: sled::Tree,
-    changes: sled::Tree,
+    stream_changes: sled::Tree,
     connector_logs: sled::Tree,
     activity: sled::Tree,
     connector_items: sled::Tree,
@@ -191,6 +194,7 @@ impl Store {
             .open()?;
         let meta = db.open_tree("meta")?;
         check_schema(&meta)?;
+        pool::retire_global_change_log(&db, &meta)?;
         spool::clear(data_dir)?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -201,7 +205,7 @@ impl Store {
                 idempotency: db.open_tree("idempotency")?,
                 items: db.open_tree("items")?,
                 streams: db.open_tree("streams")?,
-                changes: db.open_tree("changes")?,
+                stream_changes: db.open_tree("stream_changes")?,
                 connector_logs: db.open_tree("connector_logs")?,
                 activity: db.open_tree("activity")?,
                 connector_items: db.open_tree("connector_items")?,

@@ -6,8 +6,10 @@
 //!
 //! Every sled insert copies the leaf it lands in, so a pass writes per item only the
 //! item itself: per-connector counts and stream summaries are summed and written once,
-//! and the change log is written in groups of consecutive changes, each keyed by its
-//! first sequence.
+//! and the change log is written per stream, in groups of the stream's consecutive
+//! changes, each keyed by the stream and its last sequence. A reader of one stream
+//! (an SSE client) thus reads and decodes only that stream's changes, however busy
+//! the others are.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -25,29 +27,17 @@ use crate::model::{Change, ChangeKind, Fields, Item, StreamName, Upsert, UpsertM
 
 /// `meta` key of the last change sequence handed out.
 const CHANGE_SEQ_KEY: &[u8] = b"change_seq";
-/// Most bytes of changes in one `changes` entry (a bigger change is an entry of its
+/// `meta` key of the sequence after which every change is still in the change log:
+/// raised by each sweep, and on the upgrade from the global change log.
+const CHANGES_KEPT_AFTER_KEY: &[u8] = b"changes_kept_after";
+/// The tree of the change log as data dirs before the per-stream log kept it: one log
+/// of every stream, by sequence. Retired when such a data dir is opened.
+const GLOBAL_CHANGES_TREE: &[u8] = b"changes";
+/// Most bytes of changes in one `stream_changes` entry (a bigger change is an entry of its
 /// own). Small enough that a leaf of such entries stays far below the size at which
 /// sled writes a page as a separate file, large enough that a pass of a bulk chunk
 /// writes a few dozen entries instead of a thousand.
 const CHANGE_GROUP_BYTES: usize = 16 * 1024;
-
-/// A `changes` entry: consecutive changes, keyed by the first one's sequence. Data
-/// dirs written before changes were grouped hold one change per entry.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ChangeEntry {
-    Group(Vec<Change>),
-    One(Box<Change>),
-}
-
-impl ChangeEntry {
-    fn read(bytes: &[u8]) -> Result<Vec<Change>, StoreError> {
-        Ok(match decode(bytes)? {
-            ChangeEntry::Group(changes) => changes,
-            ChangeEntry::One(change) => vec![*change],
-        })
-    }
-}
 
 /// A stream's summary, kept up to date by every write.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -65,6 +55,15 @@ fn item_key(stream: &str, id: &str) -> Vec<u8> {
     key.extend_from_slice(stream.as_bytes());
     key.push(0);
     key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// `stream \0 sequence` (big-endian): a stream's change log entries sort by the last
+/// sequence they hold, so the entry holding the change after `n` is the first one at
+/// or after `n + 1`.
+fn change_key(stream: &str, seq: u64) -> Vec<u8> {
+    let mut key = item_key(stream, "");
+    key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
@@ -185,7 +184,7 @@ impl Pass<'_> {
         &self,
         streams: &TransactionalTree,
         owners: &TransactionalTree,
-        changes: &TransactionalTree,
+        stream_changes: &TransactionalTree,
     ) -> TxResult<()> {
         for (connector_id, delta) in &self.owned {
             if *delta != 0 {
@@ -195,10 +194,15 @@ impl Pass<'_> {
         for (stream, stats) in &self.stats {
             streams.insert(stream.as_bytes(), tx_encode(stats)?)?;
         }
-        let groups = encode_groups(&self.made, CHANGE_GROUP_BYTES)
-            .map_err(ConflictableTransactionError::Abort)?;
-        for (first, group) in groups {
-            changes.insert(&self.made[first].seq.to_be_bytes(), group)?;
+        let mut by_stream: HashMap<&str, Vec<&Change>> = HashMap::new();
+        for change in &self.made {
+            by_stream
+                .entry(change.stream.as_str())
+                .or_default()
+                .push(change);
+        }
+        for (stream, changes) in by_stream {
+            write_change_groups(stream_changes, stream, &changes)?;
         }
         Ok(())
     }
@@ -222,6 +226,27 @@ impl Pass<'_> {
             at: write.accepted_at,
         });
     }
+}
+
+/// Writes one stream's changes of a pass (in sequence order) as entries of at most
+/// [`CHANGE_GROUP_BYTES`], each keyed by its last change.
+fn write_change_groups(
+    stream_changes: &TransactionalTree,
+    stream: &str,
+    changes: &[&Change],
+) -> TxResult<()> {
+    let groups =
+        encode_groups(changes, CHANGE_GROUP_BYTES).map_err(ConflictableTransactionError::Abort)?;
+    let ends: Vec<usize> = groups
+        .iter()
+        .skip(1)
+        .map(|(first, _)| first - 1)
+        .chain([changes.len() - 1])
+        .collect();
+    for ((_, group), end) in groups.into_iter().zip(ends) {
+        stream_changes.insert(change_key(stream, changes[end].seq), group)?;
+    }
+    Ok(())
 }
 
 /// Adds `delta` to the count of items `connector_id` last wrote.
@@ -254,12 +279,12 @@ impl Store {
             &inner.idempotency,
             &inner.items,
             &inner.streams,
-            &inner.changes,
+            &inner.stream_changes,
             &inner.meta,
             &inner.connector_items,
         );
         transact(
-            trees.transaction(|(keys, items, streams, changes, meta, owners)| {
+            trees.transaction(|(keys, items, streams, stream_changes, meta, owners)| {
                 let mut pass = Pass {
                     items,
                     change_seq: tx_seq(meta, CHANGE_SEQ_KEY)?,
@@ -273,7 +298,7 @@ impl Store {
                         keys.insert(key.as_slice(), tx_encode(record)?)?;
                     }
                 }
-                pass.finish(streams, owners, changes)?;
+                pass.finish(streams, owners, stream_changes)?;
                 meta.insert(CHANGE_SEQ_KEY, &pass.change_seq.to_be_bytes())?;
                 meta.insert(APPLIED_SEQ_KEY, &last_seq.to_be_bytes())?;
                 Ok(pass.made)
@@ -404,59 +429,100 @@ impl Store {
             .transpose()
     }
 
-    /// Up to `limit` changes after sequence `after`, oldest first.
-    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        let wanted = after.saturating_add(1).to_be_bytes();
-        // The entry holding `wanted` is the last one keyed at or before it.
-        let start = match self.inner.changes.range(..=wanted).next_back() {
-            Some(entry) => entry?.0.to_vec(),
-            None => wanted.to_vec(),
-        };
+    /// Up to `limit` changes of `stream` after sequence `after`, oldest first. Reads
+    /// only that stream's part of the change log.
+    pub fn stream_changes_after(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        let prefix = item_key(stream, "");
+        let start = change_key(stream, after.saturating_add(1));
         let mut found = Vec::new();
-        for entry in self.inner.changes.range(start..) {
-            let later = ChangeEntry::read(&entry?.1)?
+        for entry in self.inner.stream_changes.range(start..) {
+            let (key, value) = entry?;
+            if found.len() == limit || !key.starts_with(&prefix) {
+                break;
+            }
+            let later = decode::<Vec<Change>>(&value)?
                 .into_iter()
                 .filter(|change| change.seq > after);
             found.extend(later.take(limit - found.len()));
-            if found.len() == limit {
-                break;
-            }
         }
         Ok(found)
     }
 
-    /// The oldest change still kept, if any.
-    pub fn first_change_seq(&self) -> Result<Option<u64>, StoreError> {
-        self.inner
-            .changes
-            .first()?
-            .map(|(k, _)| seq_of(&k))
-            .transpose()
+    /// The sequence after which the change log still holds every change: a reader
+    /// that has seen up to it (or later) can resume without a gap.
+    pub fn changes_kept_after(&self) -> Result<u64, StoreError> {
+        meta_seq(&self.inner.meta, CHANGES_KEPT_AFTER_KEY)
     }
 
     /// The last change sequence handed out (0 before any).
     pub fn last_change_seq(&self) -> Result<u64, StoreError> {
-        self.inner
-            .meta
-            .get(CHANGE_SEQ_KEY)?
-            .map(|v| seq_of(&v))
-            .transpose()
-            .map(|s| s.unwrap_or(0))
+        meta_seq(&self.inner.meta, CHANGE_SEQ_KEY)
     }
 
     /// Drops changes older than `cutoff`, a whole entry at a time (an entry with a
-    /// newer change stays); returns how many changes.
+    /// newer change stays); returns how many changes. The kept-after mark is raised
+    /// before anything is removed, so a reader never resumes across a hole.
     pub fn sweep_changes(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        for entry in self.inner.changes.iter() {
-            let (key, value) = entry?;
-            let changes = ChangeEntry::read(&value)?;
-            if changes.last().is_some_and(|change| change.at >= cutoff) {
-                break;
+        let mut expired = Vec::new();
+        let mut through = 0;
+        for stream in self.inner.streams.iter().keys() {
+            let mut prefix = stream?.to_vec();
+            prefix.push(0);
+            for entry in self.inner.stream_changes.scan_prefix(prefix) {
+                let (key, value) = entry?;
+                let changes: Vec<Change> = decode(&value)?;
+                let Some(last) = changes.last() else { continue };
+                if last.at >= cutoff {
+                    break;
+                }
+                through = through.max(last.seq);
+                expired.push((key, changes.len()));
             }
-            self.inner.changes.remove(key)?;
-            removed += changes.len();
+        }
+        raise_kept_after(&self.inner.meta, through)?;
+        let mut removed = 0;
+        for (key, count) in expired {
+            self.inner.stream_changes.remove(key)?;
+            removed += count;
         }
         Ok(removed)
     }
+}
+
+/// A big-endian sequence kept in `meta` under `key` (0 when absent).
+fn meta_seq(meta: &sled::Tree, key: &[u8]) -> Result<u64, StoreError> {
+    meta.get(key)?
+        .map(|v| seq_of(&v))
+        .transpose()
+        .map(|s| s.unwrap_or(0))
+}
+
+/// Raises the kept-after mark to `seq` (it never goes back).
+fn raise_kept_after(meta: &sled::Tree, seq: u64) -> Result<(), StoreError> {
+    if seq > meta_seq(meta, CHANGES_KEPT_AFTER_KEY)? {
+        meta.insert(CHANGES_KEPT_AFTER_KEY, &seq.to_be_bytes())?;
+    }
+    Ok(())
+}
+
+/// Retires the global change log of a data dir written before the log was kept per
+/// stream (or by such a datapool since): changes up to now are not in the per-stream
+/// log, so readers resuming from before get `event: reset` and reload once. Blocking:
+/// part of opening the store.
+pub(super) fn retire_global_change_log(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
+    if !db
+        .tree_names()
+        .iter()
+        .any(|name| name.as_ref() == GLOBAL_CHANGES_TREE)
+    {
+        return Ok(());
+    }
+    raise_kept_after(meta, meta_seq(meta, CHANGE_SEQ_KEY)?)?;
+    db.drop_tree(GLOBAL_CHANGES_TREE)?;
+    Ok(())
 }

@@ -197,45 +197,86 @@ fn the_change_log_reads_back_from_any_point_whatever_its_grouping() {
     let ids: Vec<String> = (0..300).map(|n| format!("i{n}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     // 300 changes of ~500 bytes: several entries of the change log, one of them a
-    // change far bigger than an entry.
+    // change far bigger than an entry; another stream's changes in between.
     store
-        .apply(&[(1, upserting("sales", "c_a", &ids[..299], 500))])
+        .apply(&[
+            (1, upserting("sales", "c_a", &ids[..150], 500)),
+            (2, upserting("stock", "c_s", &ids[..10], 10)),
+            (3, upserting("sales", "c_a", &ids[150..299], 500)),
+        ])
         .expect("apply");
     store
-        .apply(&[(2, upserting("sales", "c_b", &ids[299..], 64 * 1024))])
+        .apply(&[(4, upserting("sales", "c_b", &ids[299..], 64 * 1024))])
         .expect("apply");
-    assert!(store.inner.changes.len() > 3, "the changes are grouped");
-    assert_eq!(store.last_change_seq().expect("seq"), 300);
-    assert_eq!(store.first_change_seq().expect("first"), Some(1));
-    for after in [0, 1, 31, 32, 33, 150, 298, 299, 300] {
+    assert!(
+        store.inner.stream_changes.len() > 4,
+        "the changes are grouped"
+    );
+    assert_eq!(store.last_change_seq().expect("seq"), 310);
+    let sales: Vec<u64> = (1..=150).chain(161..=310).collect();
+    for after in [0, 1, 31, 32, 33, 150, 155, 160, 298, 299, 309, 310] {
         let seqs: Vec<u64> = store
-            .changes_after(after, 1000)
+            .stream_changes_after("sales", after, 1000)
             .expect("read")
             .iter()
             .map(|c| c.seq)
             .collect();
-        assert_eq!(seqs, (after + 1..=300).collect::<Vec<_>>(), "after {after}");
-        let page = store.changes_after(after, 7).expect("read");
-        assert_eq!(page.len(), 7.min(300 - after as usize), "after {after}");
+        let expected: Vec<u64> = sales.iter().copied().filter(|s| *s > after).collect();
+        assert_eq!(seqs, expected, "after {after}");
+        let page = store.stream_changes_after("sales", after, 7).expect("read");
+        assert_eq!(page.len(), 7.min(expected.len()), "after {after}");
     }
+    let stock = store.stream_changes_after("stock", 0, 1000).expect("read");
+    assert_eq!(
+        stock.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        (151..=160).collect::<Vec<_>>()
+    );
+    assert!(store
+        .stream_changes_after("sale", 0, 10)
+        .expect("read")
+        .is_empty());
     assert_eq!(store.connector_item_count("c_a").expect("count"), 299);
     assert_eq!(store.connector_item_count("c_b").expect("count"), 1);
 
-    // A data dir written before grouping holds one change per entry.
-    let mut single = store.changes_after(299, 1).expect("read").remove(0);
-    single.seq = 301;
-    store
-        .inner
-        .changes
-        .insert(301u64.to_be_bytes(), encode(&single).expect("encode"))
-        .expect("insert");
-    let tail = store.changes_after(299, 10).expect("read");
-    assert_eq!(tail.iter().map(|c| c.seq).collect::<Vec<_>>(), [300, 301]);
-
     assert_eq!(store.sweep_changes(jiff::Timestamp::MIN).expect("sweep"), 0);
+    assert_eq!(store.changes_kept_after().expect("kept"), 0);
     let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
-    assert_eq!(store.sweep_changes(later).expect("sweep"), 301);
-    assert!(store.changes_after(0, 10).expect("read").is_empty());
+    assert_eq!(store.sweep_changes(later).expect("sweep"), 310);
+    assert_eq!(store.changes_kept_after().expect("kept"), 310);
+    assert!(store
+        .stream_changes_after("sales", 0, 10)
+        .expect("read")
+        .is_empty());
+}
+
+/// The tree data dirs kept every stream's changes in before the per-stream log.
+const OLD_CHANGES_TREE: &[u8] = b"changes";
+
+#[test]
+fn opening_a_data_dir_with_the_global_change_log_retires_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .apply(&[(1, upserting("sales", "c_a", &["a", "b"], 10))])
+            .expect("apply");
+        store
+            .inner
+            .db
+            .open_tree(OLD_CHANGES_TREE)
+            .expect("the old tree")
+            .insert(1u64.to_be_bytes(), b"x".as_slice())
+            .expect("insert");
+        assert_eq!(store.changes_kept_after().expect("kept"), 0);
+    }
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.changes_kept_after().expect("kept"), 2);
+    assert!(!store
+        .inner
+        .db
+        .tree_names()
+        .iter()
+        .any(|name| name.as_ref() == OLD_CHANGES_TREE));
 }
 
 #[test]
