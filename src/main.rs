@@ -14,12 +14,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> std::process::ExitCode {
-    // Fail points named in `FAILPOINTS`, for tests; without the `failpoints` feature of
-    // the `fail` crate (release builds) this does nothing.
-    let _scenario = fail::FailScenario::setup();
     // SAFETY: setting an option stores a number that mimalloc reads when it next purges.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    // Fail points named in `FAILPOINTS` (crash tests); nothing in a release build.
+    // Fail points named in `FAILPOINTS` (crash and failure tests); without the
+    // `failpoints` feature of the `fail` crate (release builds) this does nothing. It
+    // holds the fail point registry until `teardown`: set it up once.
     let fail_points = fail::FailScenario::setup();
     let code = datapool::cli::main();
     fail_points.teardown();
