@@ -1271,3 +1271,46 @@ async fn a_repeat_after_the_idempotency_window_is_processed_again() {
     let item = wait_for_item(&server, "windowed", "North", |i| i["fields"]["sales"] == 2).await;
     assert!(version(&item) > version(&stored), "a second write");
 }
+
+/// One item of a body under 1 MiB whose field names, flattened, add up to about 40 MB: a
+/// long key holding 999 fields repeats in each of their dotted names.
+fn item_flattening_to_40_mb(n: usize) -> Value {
+    let leaves: serde_json::Map<String, Value> =
+        (0..999).map(|i| (format!("f{i}"), json!(i))).collect();
+    json!({"id": n, "k".repeat(40_000): Value::Object(leaves)})
+}
+
+/// A request whose items, flattened, pass the journal's 64 MiB record limit is refused
+/// on its own with 413; requests committed beside it are accepted and stored.
+#[tokio::test]
+async fn a_request_too_large_once_flattened_is_refused_alone_and_its_neighbours_are_stored() {
+    let server = TestServer::start().await;
+    let (_, key) = create_connector(
+        &server,
+        &connector("Wide", "wide", json!({"itemKey": "id"})),
+    )
+    .await;
+    let huge = json!([item_flattening_to_40_mb(1), item_flattening_to_40_mb(2)]);
+    let small = (0..20).map(|n| {
+        let (server, key) = (&server, &key);
+        async move { push(server, "wide", key, &json!({"id": format!("s{n}"), "v": n})).await }
+    });
+    let (refused, neighbours) = tokio::join!(
+        push(&server, "wide", &key, &huge),
+        futures_util::future::join_all(small)
+    );
+    let message = assert_error(&refused, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE");
+    assert!(message.contains("limit"), "{message}");
+    for answer in &neighbours {
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    }
+    let expected: BTreeSet<String> = (0..20).map(|n| format!("s{n}")).collect();
+    let deadline = Instant::now() + EVENTUALLY;
+    while ids(&server, "wide").await != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the small pushes were not all stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -250,6 +250,11 @@ async fn past_the_in_flight_cap_every_connector_gets_503() {
     let refused = push(&server, "third", &third, &json!({"id": "t1"})).await;
     let message = assert_error(&refused, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
     assert!(message.contains("in flight"), "{message}");
+    assert!(
+        refused.headers.contains_key("retry-after"),
+        "{:?}",
+        refused.headers
+    );
     drop(held);
     push_until(&server, "third", &third, StatusCode::ACCEPTED).await;
 }

@@ -206,6 +206,9 @@ impl From<IngestError> for ApiError {
         match error {
             IngestError::Stopped => ApiError::unavailable("shutting down"),
             IngestError::Store(cause) => ApiError::internal(cause),
+            too_large @ IngestError::TooLarge { .. } => {
+                ApiError::payload_too_large(too_large.to_string())
+            }
             refused => {
                 let mut error = ApiError::unavailable(refused.to_string());
                 error.retry_after = refused.retry_after_seconds();

@@ -46,49 +46,75 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        let mut shares = Vec::with_capacity(group.len());
-        let (accepted, replies): (Vec<Accepted>, Vec<_>) = group
-            .drain(..)
-            .map(|p| {
-                shares.extend(p.share);
-                (p.accepted, p.done)
-            })
-            .unzip();
-        match commit(&mut journal, accepted) {
-            Ok(records) => {
-                unapplied.add(&records);
-                if let Some((last, _)) = records.last() {
-                    budget.hold(*last, shares);
-                }
-                for (reply, (seq, _)) in replies.into_iter().zip(&records) {
-                    let _ = reply.send(Ok(*seq));
-                }
-                if to_applier.send(records).is_err() {
-                    tracing::error!(
-                        "the applier has stopped; committed writes are applied on the next start"
-                    );
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, requests = replies.len(), "group commit failed; the requests get 500");
-                for reply in replies {
-                    let _ = reply.send(Err(IngestError::Store(error.to_string())));
-                }
-            }
-        }
+        commit_group(&mut journal, &mut group, &to_applier, (unapplied, budget));
     }
     tracing::debug!("committer stopped: no more writers");
 }
 
+/// Commits `group` (drained) and answers each request. A group the journal refuses
+/// because one request's record is over its limit is committed a request at a time, so
+/// only that request is refused.
+fn commit_group(
+    journal: &mut Wal,
+    group: &mut Vec<Pending>,
+    to_applier: &SyncSender<Committed>,
+    (unapplied, budget): (&UnappliedKeys, &Budget),
+) {
+    let (accepted, waiting): (Vec<Accepted>, Vec<_>) = group
+        .drain(..)
+        .map(|p| (p.accepted, (p.share, p.done)))
+        .unzip();
+    let alone = accepted.len() == 1;
+    match commit(journal, &accepted) {
+        Ok(seqs) => {
+            let records: Committed = seqs.into_iter().zip(accepted).collect();
+            unapplied.add(&records);
+            let (shares, replies): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
+            if let Some((last, _)) = records.last() {
+                budget.hold(*last, shares.into_iter().flatten().collect());
+            }
+            for (reply, (seq, _)) in replies.into_iter().zip(&records) {
+                let _ = reply.send(Ok(*seq));
+            }
+            if to_applier.send(records).is_err() {
+                tracing::error!(
+                    "the applier has stopped; committed writes are applied on the next start"
+                );
+            }
+        }
+        Err(StoreError::RecordTooLarge { .. }) if !alone => {
+            for (accepted, (share, done)) in accepted.into_iter().zip(waiting) {
+                let mut one = vec![Pending {
+                    accepted,
+                    share,
+                    done,
+                }];
+                commit_group(journal, &mut one, to_applier, (unapplied, budget));
+            }
+        }
+        Err(StoreError::RecordTooLarge { bytes, max }) => {
+            for (_, reply) in waiting {
+                let _ = reply.send(Err(IngestError::TooLarge { bytes, max }));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, requests = waiting.len(), "group commit failed; the requests get 500");
+            for (_, reply) in waiting {
+                let _ = reply.send(Err(IngestError::Store(error.to_string())));
+            }
+        }
+    }
+}
+
 /// Appends `accepted` as one group and syncs it.
-fn commit(journal: &mut Wal, accepted: Vec<Accepted>) -> Result<Committed, StoreError> {
+fn commit(journal: &mut Wal, accepted: &[Accepted]) -> Result<Vec<u64>, StoreError> {
     fail::fail_point!("committer::commit");
     let started = Instant::now();
-    let seqs = journal.append(&accepted)?;
+    let seqs = journal.append(accepted)?;
     tracing::debug!(
         requests = seqs.len(),
         micros = started.elapsed().as_micros() as u64,
         "group committed"
     );
-    Ok(seqs.into_iter().zip(accepted).collect())
+    Ok(seqs)
 }

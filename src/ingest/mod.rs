@@ -72,6 +72,14 @@ pub enum IngestError {
     /// The applier has stopped; the server is exiting.
     #[error("accepted writes are no longer applied; datapool is restarting")]
     ApplierDied,
+    /// The request's journal record, its items as stored, is over the journal's limit.
+    #[error("the request's items come to {bytes} bytes as stored, over the {max}-byte limit of one write; send fewer or smaller items")]
+    TooLarge {
+        /// The record's size.
+        bytes: usize,
+        /// The journal's record limit.
+        max: usize,
+    },
 }
 
 impl IngestError {
@@ -82,7 +90,7 @@ impl IngestError {
             IngestError::StoreFailing | IngestError::ApplierDied => {
                 Some(FAILING_RETRY_AFTER_SECONDS)
             }
-            IngestError::Store(_) | IngestError::Stopped => None,
+            IngestError::Store(_) | IngestError::Stopped | IngestError::TooLarge { .. } => None,
         }
     }
 }
