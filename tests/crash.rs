@@ -29,9 +29,9 @@ async fn crash_and_check(failpoints: &str, pause: Duration) {
         "nothing was acknowledged:\n{}",
         server.logs()
     );
-    let status = server.crashed().await;
+    let status = server.exited().await;
     assert!(!status.success(), "the fail point crashed it: {status}");
-    server.relaunch().await;
+    server.relaunch_without(&["FAILPOINTS"]).await;
     workload.check_exactly_once(&server).await;
 }
 
@@ -84,7 +84,7 @@ async fn a_crash_during_the_start_up_release_loses_nothing() {
         &format!("store::after_startup_release=return;{FILE_PER_COMMIT}"),
     );
     assert!(!status.success(), "the fail point ended the start:\n{said}");
-    server.relaunch().await;
+    server.relaunch_without(&["FAILPOINTS"]).await;
     workload.check_exactly_once(&server).await;
 }
 
@@ -97,8 +97,8 @@ async fn a_replayed_write_keeps_the_time_it_was_accepted() {
     let before = jiff::Timestamp::now();
     assert!(workload.send(&server, 1).await, "{}", server.logs());
     let answered = jiff::Timestamp::now();
-    server.crashed().await;
-    server.relaunch().await;
+    server.exited().await;
+    server.relaunch_without(&["FAILPOINTS"]).await;
     let updated = updated_at(&server, 1).await;
     let updated: jiff::Timestamp = updated
         .as_str()
@@ -138,7 +138,7 @@ async fn a_journal_corrupt_before_its_end_stops_the_start_until_cut_at_the_named
 
     // The way out the README gives: at offset 0, move the file out of the journal.
     std::fs::rename(file, server.data_dir().join("moved-aside.wal")).expect("move");
-    server.relaunch().await;
+    server.relaunch_without(&["FAILPOINTS"]).await;
     assert!(workload.send(&server, 4).await, "{}", server.logs());
     updated_at(&server, 4).await;
 }

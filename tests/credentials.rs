@@ -7,8 +7,8 @@ mod common;
 
 use common::credentials::HalfSentRequest;
 use common::{
-    all_items, assert_error, create_connector, eventually, push, push_ok, send, webhook, Answer,
-    Options, TestServer, EVENTUALLY,
+    all_items, assert_error, create_connector, eventually, issue_read_key, push, push_ok, send,
+    webhook, Answer, Options, TestServer, EVENTUALLY,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -109,16 +109,8 @@ async fn turning_basic_auth_off_refuses_the_next_basic_push() {
 #[tokio::test]
 async fn a_deleted_read_key_is_refused_by_the_next_read() {
     let server = TestServer::start().await;
-    let issued = server
-        .admin(
-            Method::POST,
-            "/api/admin/read-keys",
-            Some(&json!({"name": "lobby"})),
-        )
-        .await;
-    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
-    let key = issued.body["key"].as_str().expect("read key");
-    let id = issued.body["readKey"]["id"].as_str().expect("read key id");
+    let (id, key) = issue_read_key(&server, &json!({"name": "lobby"})).await;
+    let key = key.as_str();
     let read = server
         .call(Method::GET, "/api/streams", Some(key), None)
         .await;
@@ -207,15 +199,7 @@ async fn a_request_that_arrives_while_shutting_down_gets_503_with_retry_after() 
 
 /// Issues a read key for all streams; returns it.
 async fn read_key(server: &TestServer) -> String {
-    let issued = server
-        .admin(
-            Method::POST,
-            "/api/admin/read-keys",
-            Some(&json!({"name": "lobby"})),
-        )
-        .await;
-    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
-    issued.body["key"].as_str().expect("read key").to_owned()
+    issue_read_key(server, &json!({"name": "lobby"})).await.1
 }
 
 /// Calls `path` with `?key=` (appended to its query) and no `Authorization` header.

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    assert_error, create_connector, get_item, push, send, wait_for_item, webhook, Options,
-    TestServer,
+    assert_error, create_connector, get_item, issue_read_key, push, send, wait_for_item, webhook,
+    Options, TestServer,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -81,19 +81,7 @@ async fn admin_changes_answered_before_a_kill_survive_it() {
 #[tokio::test]
 async fn read_keys_issued_or_revoked_before_a_kill_stay_so() {
     let mut server = TestServer::start().await;
-    let created = server
-        .admin(
-            Method::POST,
-            "/api/admin/read-keys",
-            Some(&json!({"name": "Lobby"})),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let key = created.body["key"].as_str().expect("key").to_owned();
-    let id = created.body["readKey"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let (id, key) = issue_read_key(&server, &json!({"name": "Lobby"})).await;
     server.crash_and_restart().await;
     assert_eq!(read_status(&server, &key).await, StatusCode::OK);
 

@@ -4,15 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::sse::SseReader;
 use super::{
-    all_items, binary, create_connector, wait_for_item, Options, TestServer, START_TIMEOUT,
+    all_items, binary, create_connector, output_within, wait_for_item, Options, TestServer,
+    START_TIMEOUT,
 };
 
 /// Fail points that start a journal file for every commit, so that releasing journal
@@ -38,62 +39,21 @@ impl TestServer {
         })
         .await
     }
-
-    /// Waits for the process to end by itself (a fail point aborted it); its status.
-    pub async fn crashed(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("server running");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "datapool did not crash:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Starts the server again on its data dir, without fail points.
-    pub async fn relaunch(&mut self) {
-        self.options.env.retain(|(name, _)| name != "FAILPOINTS");
-        self.launch().await;
-    }
 }
 
 /// Runs `datapool serve` on `data_dir` with the fail points `failpoints` (none when
 /// empty), expecting it to stop by itself: its exit status and everything it printed.
 /// A server still running after [`START_TIMEOUT`] is killed and the test fails.
 pub fn serve_expecting_exit(data_dir: &Path, failpoints: &str) -> (ExitStatus, String) {
-    let log = tempfile::NamedTempFile::new().expect("log file");
-    let mut child = Command::new(binary())
+    let mut command = Command::new(binary());
+    command
         .env_clear()
         .env("FAILPOINTS", failpoints)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::from(log.reopen().expect("log file")))
-        .stderr(Stdio::from(log.reopen().expect("log file")))
-        .spawn()
-        .expect("start datapool");
-    let deadline = Instant::now() + START_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let said = std::fs::read_to_string(log.path()).unwrap_or_default();
-            panic!("datapool kept running:\n{said}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status,
-        std::fs::read_to_string(log.path()).expect("read the log"),
-    )
+        .arg(data_dir);
+    let output = output_within(command, "", START_TIMEOUT);
+    let said = [output.stdout, output.stderr].concat();
+    (output.status, String::from_utf8_lossy(&said).into_owned())
 }
 
 /// Writes through an `api` connector, one request at a time, each request `n` making

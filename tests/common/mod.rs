@@ -319,6 +319,12 @@ impl TestServer {
     /// shutdown (HTTP/2 GOAWAY).
     pub async fn stop(&mut self, signal: &str) -> ExitStatus {
         self.signal(signal);
+        self.exited().await
+    }
+
+    /// Waits for the process to exit (after a signal, or by itself when a fail point
+    /// aborted it or it failed); its exit status.
+    pub async fn exited(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server running");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -481,6 +487,17 @@ pub async fn send(request: reqwest::RequestBuilder) -> Answer {
     answer(request.send().await.expect("request sent")).await
 }
 
+/// Issues a read key for `doc` (`{"name", "streams"?}`) through the admin API: its id
+/// and the key.
+pub async fn issue_read_key(server: &TestServer, doc: &Value) -> (String, String) {
+    let issued = server
+        .admin(Method::POST, "/api/admin/read-keys", Some(doc))
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    let id = issued.body["readKey"]["id"].as_str().expect("read key id");
+    let key = issued.body["key"].as_str().expect("read key");
+    (id.to_owned(), key.to_owned())
+}
 /// Pushes `body` as JSON to `/api/webhook/{stream}` with `key`.
 pub async fn push(server: &TestServer, stream: &str, key: &str, body: &Value) -> Answer {
     send(webhook(server, stream, key).json(body)).await
