@@ -116,6 +116,21 @@ fn ids(items: &[Value]) -> Vec<&str> {
     items.iter().filter_map(|i| i["id"].as_str()).collect()
 }
 
+/// The connector's latest log entries, newest first.
+async fn log_entries(server: &TestServer, id: &str) -> Vec<Value> {
+    let logs = server
+        .admin(
+            Method::GET,
+            &format!("/api/admin/connectors/{id}/logs?limit=100"),
+            None,
+        )
+        .await;
+    match logs.body["entries"].as_array() {
+        Some(entries) => entries.clone(),
+        None => panic!("no log entries: {}", logs.body),
+    }
+}
+
 /// Waits until the connector's log has an entry of `event` whose message contains
 /// `text`; returns that entry.
 async fn log_entry(server: &TestServer, id: &str, event: &str, text: &str) -> Value {
@@ -123,20 +138,9 @@ async fn log_entry(server: &TestServer, id: &str, event: &str, text: &str) -> Va
         SOON,
         &format!("a {event} entry with {text:?} in {id}'s log"),
         async || {
-            let logs = server
-                .admin(
-                    Method::GET,
-                    &format!("/api/admin/connectors/{id}/logs"),
-                    None,
-                )
-                .await;
-            logs.body["entries"]
-                .as_array()?
-                .iter()
-                .find(|e| {
-                    e["event"] == event && e["message"].as_str().is_some_and(|m| m.contains(text))
-                })
-                .cloned()
+            log_entries(server, id).await.into_iter().find(|e| {
+                e["event"] == event && e["message"].as_str().is_some_and(|m| m.contains(text))
+            })
         },
     )
     .await
@@ -744,17 +748,8 @@ async fn connector_test_in_the_cli_waits_for_the_servers_own_timeout() {
 
 /// The times of the `error` entries in a connector's log, oldest first.
 async fn failure_times(server: &TestServer, id: &str) -> Vec<jiff::Timestamp> {
-    let logs = server
-        .admin(
-            Method::GET,
-            &format!("/api/admin/connectors/{id}/logs?limit=100"),
-            None,
-        )
-        .await;
-    let mut times: Vec<jiff::Timestamp> = logs.body["entries"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let mut times: Vec<jiff::Timestamp> = log_entries(server, id)
+        .await
         .iter()
         .filter(|e| e["event"] == "error")
         .filter_map(|e| e["at"].as_str()?.parse().ok())
@@ -808,18 +803,10 @@ async fn an_unreachable_database_is_retried_ever_later_until_it_is_back() {
         .expect("the connector's port is free again");
     forward(listener, "127.0.0.1:5432");
     eventually(Duration::from_secs(40), "recovery", async || {
-        let logs = server
-            .admin(
-                Method::GET,
-                &format!("/api/admin/connectors/{id}/logs"),
-                None,
-            )
-            .await;
-        logs.body["entries"]
-            .as_array()?
-            .iter()
+        log_entries(&server, &id)
+            .await
+            .into_iter()
             .find(|e| e["event"] == "recovered")
-            .cloned()
     })
     .await;
     assert_eq!(state(&server, &id).await, "active");
