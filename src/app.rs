@@ -106,12 +106,17 @@ impl Server {
         let background = TaskTracker::new();
         let stop_background = CancellationToken::new();
         let budget_bytes = self.config.max_unapplied_mib.saturating_mul(MIB);
-        let ingest = Ingest::start(
+        // Opening the journal reads and checks every file and syncs the store: off the
+        // async runtime. The tasks it starts still run on the runtime's handle.
+        let (store, tasks, stop) = (
             self.store.clone(),
-            &background,
+            background.clone(),
             stop_background.clone(),
-            budget_bytes,
-        )?;
+        );
+        let ingest =
+            tokio::task::spawn_blocking(move || Ingest::start(store, &tasks, stop, budget_bytes))
+                .await
+                .map_err(|_| AppError::Interrupted)??;
         let health = ingest.health();
         background.spawn(retention::run(self.store.clone(), shutdown.clone()));
         let activity = Arc::new(Activity::new(self.store.clone()));
@@ -139,6 +144,7 @@ impl Server {
             activity,
             pollers,
             trusted_proxies: TrustedProxies::new(self.config.trusted_proxies.clone()),
+            submissions: background.clone(),
         });
         let body_timeout = Duration::from_secs(self.config.request_body_timeout_seconds);
         let routes = http::Routes::new(state, body_timeout);

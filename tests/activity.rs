@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    assert_error, create_connector, eventually, is_utc_timestamp, push, push_ok, send, unix_now,
-    webhook, Answer, TestServer, EVENTUALLY,
+    assert_error, create_connector, eventually, is_utc_timestamp, log_entries, push, push_ok, send,
+    unix_now, webhook, Answer, TestServer, EVENTUALLY,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -101,34 +101,6 @@ async fn wait_for_monitoring(
         ready(&entry).then_some(entry)
     })
     .await
-}
-
-/// Every entry of the connector's log, newest first, through all pages.
-async fn log_entries(server: &TestServer, id: &str) -> Vec<Value> {
-    let mut entries = Vec::new();
-    let mut path = format!("/api/admin/connectors/{id}/logs");
-    for _ in 0..1000 {
-        let answer = server.admin(Method::GET, &path, None).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-        entries.extend(
-            answer.body["entries"]
-                .as_array()
-                .expect("entries")
-                .iter()
-                .cloned(),
-        );
-        match answer.body.get("nextCursor") {
-            Some(Value::String(next)) => {
-                path = format!(
-                    "/api/admin/connectors/{id}/logs?cursor={}",
-                    common::segment(next)
-                );
-            }
-            Some(Value::Null) => return entries,
-            other => panic!("nextCursor must be null or a string: {other:?}"),
-        }
-    }
-    panic!("the log's cursors never end");
 }
 
 /// Asserts the shape of a log entry.

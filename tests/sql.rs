@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
 
-use common::{all_items, create_connector, eventually, get_item, TestServer};
+use common::{all_items, create_connector, eventually, get_item, log_entries, TestServer};
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MARIADB: &str = "mysql://root@127.0.0.1:3306/test";
@@ -114,21 +114,6 @@ async fn items_when(
 
 fn ids(items: &[Value]) -> Vec<&str> {
     items.iter().filter_map(|i| i["id"].as_str()).collect()
-}
-
-/// The connector's latest log entries, newest first.
-async fn log_entries(server: &TestServer, id: &str) -> Vec<Value> {
-    let logs = server
-        .admin(
-            Method::GET,
-            &format!("/api/admin/connectors/{id}/logs?limit=100"),
-            None,
-        )
-        .await;
-    match logs.body["entries"].as_array() {
-        Some(entries) => entries.clone(),
-        None => panic!("no log entries: {}", logs.body),
-    }
 }
 
 /// Waits until the connector's log has an entry of `event` whose message contains

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap, Uri};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{Credential, FailedAuthLimiter, KeyKind, KeyRecord, RateLimiter};
 use crate::connectors::{Activity, Pollers, PushConnectors};
@@ -51,6 +52,9 @@ pub struct Services {
     pub pollers: Arc<Pollers>,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// Submissions that outlive their request (an idempotent write whose client hung
+    /// up), tracked so that shutdown waits for them.
+    pub submissions: TaskTracker,
 }
 
 impl Services {

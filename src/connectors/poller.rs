@@ -17,7 +17,7 @@ use super::sql::{self, SqlError};
 use super::Activity;
 use crate::ingest::{Ingest, IngestError};
 use crate::model::{Connector, LogLevel, Settings, SqlSettings, Upsert, Write};
-use crate::store::{Accepted, Store, StoreError, MAX_RECORD_BYTES};
+use crate::store::{Accepted, Store, StoreError, MAX_WRITE_BYTES};
 
 /// How often the supervisor compares its tasks with the store even without a wake-up,
 /// so a missed notification costs at most this delay.
@@ -32,10 +32,6 @@ const JITTER_SHARE: f64 = 0.1;
 /// Items per journal record: a large result becomes several records, so no single
 /// record or apply transaction grows with the result.
 const ITEMS_PER_WRITE: usize = 1000;
-/// Bytes of items per journal record, an eighth of the journal's record limit: a poll
-/// of large rows becomes more records rather than one too large to journal, with room
-/// for what a record adds around its items.
-const RECORD_BYTES: usize = MAX_RECORD_BYTES / 8;
 /// A poll returning more rows than this gets one warning per task: a DataPool is meant
 /// for what dashboards show, not bulk copies.
 const WARN_ROWS: usize = 1000;
@@ -292,7 +288,7 @@ async fn write(
 }
 
 /// The journal records of one poll: at most [`ITEMS_PER_WRITE`] upserts and
-/// [`RECORD_BYTES`] of items each, the deletes last; none when there is nothing to write.
+/// [`MAX_WRITE_BYTES`] of items each, the deletes last; none when there is nothing to write.
 fn records(connector: &Connector, upserts: Vec<Upsert>, deletes: Vec<String>) -> Vec<Accepted> {
     let mut records = Vec::new();
     let mut chunk = Chunk::default();
@@ -331,9 +327,9 @@ impl Chunk {
         self.upserts.is_empty() && self.deletes.is_empty()
     }
 
-    /// Whether `bytes` more would take a record that holds something over [`RECORD_BYTES`].
+    /// Whether `bytes` more would take a record that holds something over [`MAX_WRITE_BYTES`].
     fn is_full_for(&self, bytes: usize) -> bool {
-        !self.is_empty() && self.bytes + bytes > RECORD_BYTES
+        !self.is_empty() && self.bytes + bytes > MAX_WRITE_BYTES
     }
 
     /// The record of what is gathered, leaving the chunk empty.
@@ -494,14 +490,14 @@ mod tests {
             "settings": {"connectionString": "sqlite:///tmp/s.db", "query": "select 1"}}))
         .expect("valid");
         let connector = Connector::new(spec, None, Timestamp::now());
-        let row = "x".repeat(RECORD_BYTES / 3);
+        let row = "x".repeat(MAX_WRITE_BYTES / 3);
         let upserts: Vec<Upsert> = (0..10)
             .map(|i| Upsert {
                 id: i.to_string(),
                 fields: serde_json::Map::from_iter([("text".to_owned(), row.clone().into())]),
             })
             .collect();
-        let deletes: Vec<String> = (0..RECORD_BYTES / 100)
+        let deletes: Vec<String> = (0..MAX_WRITE_BYTES / 100)
             .map(|i| format!("{i:0>96}"))
             .collect();
         let records = records(&connector, upserts, deletes);
@@ -509,11 +505,18 @@ mod tests {
             .iter()
             .map(|r| r.write.upserts.len() + r.write.deletes.len())
             .sum();
-        assert_eq!(items, 10 + RECORD_BYTES / 100, "every item is in a record");
+        assert_eq!(
+            items,
+            10 + MAX_WRITE_BYTES / 100,
+            "every item is in a record"
+        );
         assert!(records.len() > 4, "{} records", records.len());
         for record in &records {
             let bytes = serde_json::to_vec(record).expect("encodes").len();
-            assert!(bytes <= MAX_RECORD_BYTES / 4, "a record of {bytes} bytes");
+            assert!(
+                bytes <= crate::store::MAX_RECORD_BYTES / 4,
+                "a record of {bytes} bytes"
+            );
         }
     }
 

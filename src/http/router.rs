@@ -84,9 +84,13 @@ impl Routes {
     }
 }
 
-/// Whether `path` is a bulk import, whose body may take long but must keep coming.
+/// Whether `path` is a bulk import (`/api/webhook/{stream}/bulk`, or its key-in-URL
+/// form), whose body may take long but must keep coming. A webhook to a stream named
+/// `bulk` is not one.
 fn is_bulk(path: &str) -> bool {
-    path.starts_with("/api/webhook/") && path.ends_with("/bulk")
+    path.strip_prefix("/api/webhook/")
+        .and_then(|rest| rest.strip_suffix("/bulk"))
+        .is_some_and(|stream| !stream.is_empty())
 }
 
 /// `handler`'s response, or a 500 if it panics (as [`CatchPanicLayer`] does for the
@@ -155,4 +159,22 @@ fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::new())
         .layer(from_fn(request_context))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_bulk;
+
+    #[test]
+    fn only_bulk_routes_get_the_bulk_body_pace() {
+        assert!(is_bulk("/api/webhook/sales/bulk"));
+        assert!(is_bulk("/api/webhook/sales/k/ik_1_x/bulk"));
+        assert!(
+            !is_bulk("/api/webhook/bulk"),
+            "a webhook to the stream `bulk`"
+        );
+        assert!(!is_bulk("/api/webhook/sales"));
+        assert!(!is_bulk("/api/webhook/sales/batch"));
+        assert!(!is_bulk("/api/streams/sales/bulk"));
+    }
 }

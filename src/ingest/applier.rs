@@ -97,7 +97,7 @@ impl Applier {
                 }
                 Ok(None) => return true,
                 Err(error) => {
-                    tracing::error!(%error, "reading the journal to replay failed; retrying");
+                    self.announce.health.report_store_failure(&error.into());
                     if stopped_within(&self.stop, RETRY_AFTER_ERROR) {
                         return false;
                     }

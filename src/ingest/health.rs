@@ -14,7 +14,8 @@ enum State {
     Working,
     /// The store refused the last attempt; the applier keeps retrying.
     StoreFailing,
-    /// The applier thread ended abnormally: nothing more is applied in this process.
+    /// The committer or the applier thread ended abnormally: nothing more is applied in
+    /// this process.
     ApplierDied,
 }
 
@@ -89,11 +90,13 @@ impl Health {
         }
     }
 
-    /// The applier thread panicked.
-    pub(super) fn report_applier_death(&self) {
+    /// The thread of `part` (the committer or the applier) panicked: nothing more is
+    /// committed or applied in this process.
+    pub(super) fn report_death(&self, part: &'static str) {
         self.state.send_replace(State::ApplierDied);
         tracing::error!(
-            "the applier stopped abnormally: accepted writes are no longer applied; \
+            part,
+            "the {part} stopped abnormally: accepted writes are no longer applied; \
              datapool exits so that its supervisor restarts it (the journal keeps every accepted write)"
         );
     }

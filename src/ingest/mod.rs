@@ -187,13 +187,19 @@ impl Ingest {
         let health = Arc::new(Health::default());
         let committer_keys = unapplied.clone();
         let committer_budget = budget.clone();
+        let committer_health = health.clone();
         tasks.spawn_blocking(move || {
-            committer::run(
-                journal,
-                requests,
-                to_applier,
-                (&committer_keys, &committer_budget),
-            )
+            let run = || {
+                committer::run(
+                    journal,
+                    requests,
+                    to_applier,
+                    (&committer_keys, &committer_budget),
+                )
+            };
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
+                committer_health.report_death("committer");
+            }
         });
         let (flushed, flushes) = watch::channel(applied_seq);
         tasks.spawn(checkpoint::sync_and_release(store.clone(), flushes));
@@ -210,7 +216,7 @@ impl Ingest {
         tasks.spawn_blocking(move || {
             let run = || applier::run(replay, committed, checkpoint, applier_store, announce, stop);
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
-                applier_health.report_applier_death();
+                applier_health.report_death("applier");
             }
         });
         Ok(Ingest {
@@ -254,7 +260,12 @@ impl Ingest {
         charge: Charge,
     ) -> Result<u64, IngestError> {
         self.health.check()?;
-        let share = self.budget.take(charge).await?;
+        // A write waiting for room gives up once writes stop being applied: the room
+        // would never come.
+        let share = tokio::select! {
+            share = self.budget.take(charge) => share?,
+            error = self.health.failing() => return Err(error),
+        };
         self.enqueue(accepted, Some(share)).await
     }
 

@@ -42,7 +42,7 @@ use codec::{decode, encode, Sealer};
 pub use journal::{Accepted, IdempotencyRecord};
 pub use pool::StreamStats;
 pub use spool::Spool;
-pub use wal::{Replay, Wal, MAX_RECORD_BYTES};
+pub use wal::{Replay, Wal, MAX_RECORD_BYTES, MAX_WRITE_BYTES};
 
 /// The layout this binary writes. A data dir with a newer one is refused: it was
 /// written by a newer datapool, and guessing at it could lose data.

@@ -36,11 +36,14 @@ const PREALLOCATE_BYTES: u64 = 1024 * 1024;
 /// Bytes before a record's payload.
 const HEADER_LEN: usize = 16;
 /// Largest record payload the journal writes, and so the largest it reads back: one
-/// limit for both, so that every record written can be replayed. Far above what one
-/// request makes (a push body is at most 1 MiB, a bulk chunk about 2 MiB, a poll record
-/// is cut well below it) and no more than the 64 MiB of accepted writes the ingest
-/// pipeline holds before they are applied, so one record always fits there.
+/// limit for both, so that every record written can be replayed. Far above what a
+/// write is cut to ([`MAX_WRITE_BYTES`]); a push whose items flatten past it is refused
+/// on its own.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of items that writers which cut their data into records (a poll, a bulk
+/// import) put in one: an eighth of [`MAX_RECORD_BYTES`], leaving room for what a
+/// record adds around its items, so that no such record is ever refused.
+pub const MAX_WRITE_BYTES: usize = MAX_RECORD_BYTES / 8;
 /// Record bytes handed to the applier in one group when replaying on start: what a
 /// replay holds in memory at once, whatever the backlog (a record over it is a group
 /// of its own).

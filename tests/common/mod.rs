@@ -627,3 +627,28 @@ pub fn is_key(key: &str, prefix: &str) -> bool {
         && parts[2].len() == 40
         && parts[2].bytes().all(|b| b.is_ascii_alphanumeric())
 }
+
+/// Every entry of the connector's log, newest first, through all pages.
+pub async fn log_entries(server: &TestServer, id: &str) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut path = format!("/api/admin/connectors/{id}/logs");
+    for _ in 0..1000 {
+        let answer = server.admin(Method::GET, &path, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        entries.extend(
+            answer.body["entries"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .cloned(),
+        );
+        match answer.body.get("nextCursor") {
+            Some(Value::String(next)) => {
+                path = format!("/api/admin/connectors/{id}/logs?cursor={}", segment(next));
+            }
+            Some(Value::Null) => return entries,
+            other => panic!("nextCursor must be null or a string: {other:?}"),
+        }
+    }
+    panic!("the log's cursors never end");
+}

@@ -27,7 +27,7 @@ use crate::http::{body_failure, declared_length, unreadable, ApiError, RequestId
 use crate::ingest::Charge;
 use crate::model::bulk::{BulkFormat, Piece, SplitError, Splitter, MAX_ITEM_BYTES};
 use crate::model::{Connector, Signing, Upsert};
-use crate::store::{Accepted, IdempotencyRecord, Spool, MAX_RECORD_BYTES};
+use crate::store::{Accepted, IdempotencyRecord, Spool, MAX_WRITE_BYTES};
 
 /// Largest bulk body (SPEC §3.3).
 pub const MAX_BULK_BYTES: usize = 64 * 1024 * 1024;
@@ -39,7 +39,7 @@ const CHUNK_ITEMS: usize = 250;
 /// Raw bytes per journal chunk, so large items make smaller chunks (the same memory
 /// reasoning as [`CHUNK_ITEMS`]).
 const CHUNK_BYTES: usize = 256 * 1024;
-const _: () = assert!(CHUNK_BYTES + MAX_ITEM_BYTES <= MAX_RECORD_BYTES / 8);
+const _: () = assert!(CHUNK_BYTES + MAX_ITEM_BYTES <= MAX_WRITE_BYTES);
 /// Item errors listed in the answer; the rest are only counted.
 const MAX_REPORTED_ERRORS: usize = 100;
 /// Bytes read from a spool file at a time.

@@ -168,7 +168,7 @@ pub(super) async fn submit_holding(
         return Ok(services.ingest.submit_charged(accepted, charge).await?);
     };
     let ingest = services.ingest.clone();
-    let submitted = tokio::spawn(async move {
+    let submitted = services.submissions.spawn(async move {
         let submitted = ingest.submit_charged(accepted, charge).await;
         drop(claim);
         submitted
