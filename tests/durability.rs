@@ -217,15 +217,28 @@ async fn a_dead_applier_makes_the_server_exit_non_zero_and_a_restart_applies_the
         "journaled: {}",
         first.body
     );
-    let status = server.exited().await;
-    assert!(!status.success(), "exit {status}:\n{}", server.logs());
-    assert!(
-        server.logs().contains("the applier stopped abnormally"),
-        "{}",
-        server.logs()
-    );
+    exits_non_zero_saying(&mut server, "the applier stopped abnormally").await;
     server.relaunch_without(&["FAILPOINTS"]).await;
     wait_for_item(&server, "crashy", "kept", |_| true).await;
+}
+
+#[tokio::test]
+async fn a_dead_committer_makes_the_server_exit_non_zero_and_its_push_is_not_accepted() {
+    let mut server = server_with(&[("FAILPOINTS", "committer::commit=panic")]).await;
+    let key = orders(&server, "crashy").await;
+    let refused = push(&server, "crashy", &key, &json!({"id": "lost"})).await;
+    assert_ne!(refused.status, StatusCode::ACCEPTED, "{}", refused.body);
+    exits_non_zero_saying(&mut server, "the committer stopped abnormally").await;
+    server.relaunch_without(&["FAILPOINTS"]).await;
+    let accepted = push(&server, "crashy", &key, &json!({"id": "after"})).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+}
+
+/// Waits for the server to exit by itself, with a failure status and `said` in its log.
+async fn exits_non_zero_saying(server: &mut TestServer, said: &str) {
+    let status = server.exited().await;
+    assert!(!status.success(), "exit {status}:\n{}", server.logs());
+    assert!(server.logs().contains(said), "{}", server.logs());
 }
 
 #[tokio::test]
