@@ -207,6 +207,25 @@ async fn a_store_that_fails_writes_turns_pushes_and_readiness_to_503_until_a_res
 }
 
 #[tokio::test]
+async fn flattened_names_count_against_the_byte_budget() {
+    let server = server_with(&[
+        ("DATAPOOL_MAX_UNAPPLIED_MIB", "1"),
+        ("FAILPOINTS", "applier::apply=1*sleep(5000)"),
+    ])
+    .await;
+    let key = orders(&server, "wide").await;
+    // A body of about 12 KiB whose 999 dotted names each repeat a 2,000-byte key: about
+    // 2 MB once flattened, more than the whole budget.
+    let leaves: serde_json::Map<String, Value> =
+        (0..999).map(|i| (format!("f{i}"), json!(i))).collect();
+    let wide = json!({"id": "wide", "k".repeat(2_000): Value::Object(leaves)});
+    let first = push(&server, "wide", &key, &wide).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    let next = push(&server, "wide", &key, &json!({"id": "small"})).await;
+    assert_error(&next, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
+}
+
+#[tokio::test]
 async fn a_dead_applier_makes_the_server_exit_non_zero_and_a_restart_applies_the_journal() {
     let mut server = server_with(&[("FAILPOINTS", "applier::apply=panic")]).await;
     let key = orders(&server, "crashy").await;

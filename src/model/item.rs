@@ -42,6 +42,17 @@ pub struct Upsert {
     pub fields: Fields,
 }
 
+/// Bytes the field names of `upserts` hold. Flattening repeats a nested object's key in
+/// every dotted name below it, so a write can hold far more than its body: this is what
+/// it adds to the body's size in memory.
+pub fn name_bytes(upserts: &[Upsert]) -> usize {
+    upserts
+        .iter()
+        .flat_map(|upsert| upsert.fields.keys())
+        .map(String::len)
+        .sum()
+}
+
 /// Everything one accepted request (or poll) changes in one stream, applied as a unit
 /// and in the order accepted. This is what the journal holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

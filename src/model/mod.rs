@@ -18,7 +18,9 @@ pub use connector::{
     Settings, SignatureEncoding, SignedContent, Signing, SigningScheme, SqlDriver, SqlSettings,
     TextEncoding, UpsertMode, UrlAuth, UrlSource,
 };
-pub use item::{flatten, item_id, map_fields, Change, ChangeKind, Fields, Item, Upsert, Write};
+pub use item::{
+    flatten, item_id, map_fields, name_bytes, Change, ChangeKind, Fields, Item, Upsert, Write,
+};
 pub use merge_patch::merge_patch;
 pub use read_key::{ReadKey, ReadKeySpec};
 pub use secret::Secret;

@@ -26,7 +26,7 @@ use crate::auth::Verifier;
 use crate::http::{body_failure, declared_length, unreadable, ApiError, RequestId};
 use crate::ingest::Charge;
 use crate::model::bulk::{BulkFormat, Piece, SplitError, Splitter, MAX_ITEM_BYTES};
-use crate::model::{Connector, Signing, Upsert};
+use crate::model::{name_bytes, Connector, Signing, Upsert};
 use crate::store::{Accepted, IdempotencyRecord, Spool, MAX_WRITE_BYTES};
 
 /// Largest bulk body (SPEC §3.3).
@@ -299,7 +299,7 @@ impl<'a> Import<'a> {
         }
         let upserts = std::mem::take(&mut self.chunk);
         let items = upserts.len();
-        let bytes = std::mem::take(&mut self.chunk_bytes);
+        let bytes = std::mem::take(&mut self.chunk_bytes) + name_bytes(&upserts);
         let accepted = Accepted {
             write: write_for(self.connector, upserts, Vec::new()),
             idempotency,

@@ -28,7 +28,7 @@ use super::{check_json_content_type, parse_json, AppState};
 use crate::auth::{verify_signature, SignatureError, DEFAULT_RATE_LIMIT};
 use crate::http::{read_limited, ApiError, ClientAddr, RequestId};
 use crate::ingest::Charge;
-use crate::model::{Connector, Dedup, StreamName, Upsert, Write};
+use crate::model::{name_bytes, Connector, Dedup, StreamName, Upsert, Write};
 use crate::store::Accepted;
 
 /// Largest webhook and ingest API body (SPEC §3.1), enforced while reading.
@@ -277,7 +277,9 @@ async fn whole(
     // the wait for the commit, the connection can read its next request into that
     // buffer rather than allocate another.
     drop(rules);
-    let body_bytes = raw.len();
+    // What the write holds until applied: the body, and the flattened field names,
+    // which can be many times the body's size.
+    let held_bytes = raw.len() + name_bytes(&upserts);
     drop((headers, raw));
     let items = upserts.len();
     let body = AcceptedBody {
@@ -292,7 +294,7 @@ async fn whole(
         write: write_for(connector, upserts, deletes.unwrap_or_default()),
         idempotency,
     };
-    idempotency::submit_holding(state, accepted, Charge::OrRefuse(body_bytes), claim).await?;
+    idempotency::submit_holding(state, accepted, Charge::OrRefuse(held_bytes), claim).await?;
     Ok((success(connector, body), items))
 }
 
