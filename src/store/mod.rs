@@ -89,6 +89,9 @@ pub enum StoreError {
     /// The record changed since it was read; the caller should read it again.
     #[error("the record was changed by another request; read it again and retry")]
     Changed,
+    /// A blocking store task panicked or was cancelled before it finished.
+    #[error("a store task did not finish: {0}")]
+    Interrupted(String),
     /// A stored value cannot be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -232,7 +235,7 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || work(&store))
             .await
-            .map_err(|e| StoreError::Corrupt(format!("a store task did not finish: {e}")))?
+            .map_err(|e| StoreError::Interrupted(e.to_string()))?
     }
 
     /// Runs an admin change, then flushes sled and `fdatasync`s its files before
