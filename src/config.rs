@@ -144,8 +144,8 @@ pub struct ServerOptions {
     /// Ingest requests in flight at once; past it 503 [default: 1024]
     #[arg(long, env = "DATAPOOL_MAX_INGEST_IN_FLIGHT", value_name = "N")]
     pub max_ingest_in_flight: Option<usize>,
-    /// MiB of accepted request bodies that may wait to be applied before pushes get
-    /// 503 [default: 64]
+    /// MiB of accepted writes (bodies and flattened names) that may wait to be applied
+    /// before pushes get 503 [default: 64]
     #[arg(long, env = "DATAPOOL_MAX_UNAPPLIED_MIB", value_name = "MIB")]
     pub max_unapplied_mib: Option<usize>,
 }
@@ -204,8 +204,8 @@ pub struct Config {
     pub request_body_timeout_seconds: u64,
     /// Ingest requests served at once; each connector may hold half of them.
     pub max_ingest_in_flight: usize,
-    /// MiB of accepted request bodies that may wait to be applied (the memory that
-    /// accepted writes hold); past it pushes get 503 and bulk imports wait.
+    /// MiB of accepted writes (bodies and flattened names) that may wait to be applied:
+    /// the memory accepted writes hold. Past it pushes get 503 and bulk imports wait.
     pub max_unapplied_mib: usize,
 }
 
