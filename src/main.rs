@@ -2,20 +2,15 @@
 
 /// mimalloc instead of glibc's allocator: requests allocate and free many small
 /// buffers across threads, and the ingest benchmark measured about 20% more requests
-/// per second with it. Its version 2 (the `v2` feature of `libmimalloc-sys`), not 3: a
-/// 64 MiB bulk import into a fresh store peaked 37 – 40 MiB over idle instead of
-/// 49 – 50, at the same ingest rate. Version 3 held up to 600 of its 64 KiB pages at
-/// that peak, handing pages between threads some 50,000 times as the applier freed
-/// items the request threads had parsed.
+/// per second with it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, the same in versions 2 and
-/// 3): how long freed memory stays resident in case it is reused. Returning it at once
-/// keeps the peak of a 64 MiB bulk import about 70 MiB lower, at no measured cost in
-/// throughput. A delay of 10 ms measured the same ingest rate and usually the same
-/// peak, but now and then a thread that went idle kept its freed memory: one import
-/// peaked at 158 MiB, not 90.
+/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, version 3): how long freed
+/// memory stays resident in case it is reused. Returning it at once keeps the peak of a
+/// 64 MiB bulk import about 70 MiB lower, at no measured cost in throughput. A delay of
+/// 10 ms measured the same ingest rate and usually the same peak, but now and then a
+/// thread that went idle kept its freed memory: one import peaked at 158 MiB, not 90.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> std::process::ExitCode {
