@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::limits::{held_push, RawConnection, OWED};
+use common::limits::{held_push, RawConnection, RawResponse, OWED};
 use common::{
     assert_error, create_connector, eventually, push, send, webhook, Options, TestServer,
     EVENTUALLY,
@@ -83,11 +83,7 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_and_stores_nothing() {
     let key = connector(&server, "slow").await;
     let mut connection = held_push(&server, "slow", &key).await;
     let response = connection.response().await;
-    assert_eq!(response.status, 408, "{response:?}");
-    assert_eq!(
-        response.body["error"]["code"], "REQUEST_TIMEOUT",
-        "{response:?}"
-    );
+    assert_timed_out(&response);
     assert!(
         response.body["error"]["requestId"]
             .as_str()
@@ -112,12 +108,7 @@ async fn an_admin_body_that_does_not_arrive_in_time_gets_408() {
             "{\"name\":",
         )
         .await;
-    let response = connection.response().await;
-    assert_eq!(response.status, 408, "{response:?}");
-    assert_eq!(
-        response.body["error"]["code"], "REQUEST_TIMEOUT",
-        "{response:?}"
-    );
+    assert_timed_out(&connection.response().await);
 }
 
 #[tokio::test]
@@ -150,12 +141,7 @@ async fn a_bulk_import_may_take_longer_than_the_body_timeout_but_may_not_stall()
             "{\"id\":\"s1\"}\n",
         )
         .await;
-    let response = stalled.response().await;
-    assert_eq!(response.status, 408, "{response:?}");
-    assert_eq!(
-        response.body["error"]["code"], "REQUEST_TIMEOUT",
-        "{response:?}"
-    );
+    assert_timed_out(&stalled.response().await);
 }
 
 #[tokio::test]
@@ -344,4 +330,13 @@ fn the_limit_settings_show_in_check_config_and_refuse_zero() {
         assert!(!refused.status.success(), "{flag} 0 accepted");
         assert!(stderr.contains(&setting), "{flag}: {stderr}");
     }
+}
+
+/// A 408 with the error body's `REQUEST_TIMEOUT` code: the body did not arrive in time.
+fn assert_timed_out(response: &RawResponse) {
+    assert_eq!(response.status, 408, "{response:?}");
+    assert_eq!(
+        response.body["error"]["code"], "REQUEST_TIMEOUT",
+        "{response:?}"
+    );
 }
