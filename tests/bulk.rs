@@ -360,8 +360,10 @@ async fn chunks_of_an_import_made_durable_before_a_kill_are_there_after_the_rest
     server.crash_and_restart().await;
     import.abort();
     let after = all_items(&server, "crashed", &server.token()).await;
+    // Every item applied before the kill is there; how many of the sent lines made a
+    // chunk depends on how the body was read, so only the total is bounded.
     assert!(
-        after.len() >= seen && after.len() < 3600,
+        after.len() >= seen && after.len() <= 3600,
         "{seen} items seen before the kill, {} after",
         after.len()
     );
