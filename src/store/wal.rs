@@ -4,16 +4,20 @@
 //! The DataPool itself (sled) is flushed in the background by a checkpoint; journal
 //! files whose every record is applied and synced are then deleted ([`release`]), off
 //! the commit path. A record reads
-//! `[u32 length][u32 crc32 of seq+payload][u64 seq][payload: JSON of Accepted]`, little
-//! endian; sequences run on without a gap from file to file, and a file is named after
-//! its first.
+//! `[u32 length + flags][u32 crc32 of seq+payload][u64 seq][payload: JSON of Accepted]`,
+//! little endian; sequences run on without a gap from file to file, and a file is named
+//! after its first. The flags frame each commit's write: its first record is marked
+//! [`FIRST_OF_WRITE`], its last [`LAST_OF_WRITE`].
 //!
 //! On start ([`Wal::open`]) every file is checked record by record, holding one record
-//! at a time: a torn record at the end of the newest file (a crash mid-write, before
-//! its 202) is cut off; a bad record with data after it, or a sequence that does not
-//! follow on from the applied mark, is corruption, and the start stops naming the file
-//! and byte offset. The records after the applied mark are then read again, in bounded
-//! groups, as the applier replays them ([`Replay`]).
+//! at a time. Only the newest file's last write can be damaged by a crash, since each
+//! write is synced before the next begins, and it was never acknowledged: a power cut
+//! may keep any of its blocks and lose others, so a bad record followed only by more of
+//! the same write (no record that starts a later write, nothing after a finished one)
+//! is a torn tail, and is cut off. A bad record with a later write after it, or a
+//! sequence that does not follow on from the applied mark, is corruption, and the start
+//! stops naming the file and byte offset. The records after the applied mark are then
+//! read again, in bounded groups, as the applier replays them ([`Replay`]).
 //!
 //! Files are extended with zeros ahead of the records ([`PREALLOCATE_BYTES`] at a time),
 //! so a commit overwrites blocks the file already has: its `fdatasync` writes the data
@@ -35,6 +39,12 @@ const ROTATE_AFTER_BYTES: u64 = 64 * 1024 * 1024;
 const PREALLOCATE_BYTES: u64 = 1024 * 1024;
 /// Bytes before a record's payload.
 const HEADER_LEN: usize = 16;
+/// Length-word flag of the first record of a commit's write.
+const FIRST_OF_WRITE: u32 = 1 << 31;
+/// Length-word flag of the last record of a commit's write.
+const LAST_OF_WRITE: u32 = 1 << 30;
+/// The length-word bits that hold the payload's length (far above [`MAX_RECORD_BYTES`]).
+const LENGTH_BITS: u32 = LAST_OF_WRITE - 1;
 /// Largest record payload the journal writes, and so the largest it reads back: one
 /// limit for both, so that every record written can be replayed. Far above what a
 /// write is cut to ([`MAX_WRITE_BYTES`]); a push whose items flatten past it is refused
@@ -215,8 +225,15 @@ impl Wal {
         });
         let mut buffer = Vec::new();
         let mut seqs = Vec::with_capacity(batch.len());
-        for (seq, accepted) in (self.next_seq..).zip(batch) {
-            encode_record(&mut buffer, seq, accepted)?;
+        for (index, (seq, accepted)) in (self.next_seq..).zip(batch).enumerate() {
+            let mut flags = 0;
+            if index == 0 {
+                flags |= FIRST_OF_WRITE;
+            }
+            if index + 1 == batch.len() {
+                flags |= LAST_OF_WRITE;
+            }
+            encode_record(&mut buffer, seq, accepted, flags)?;
             seqs.push(seq);
         }
         if self.len >= rotate_after_bytes() {
@@ -268,9 +285,14 @@ impl Wal {
     }
 }
 
-/// Appends one record to `buffer`, or refuses it if its payload is over
-/// [`MAX_RECORD_BYTES`] (leaving `buffer` as it was).
-fn encode_record(buffer: &mut Vec<u8>, seq: u64, accepted: &Accepted) -> Result<(), StoreError> {
+/// Appends one record with the write-framing `flags` to `buffer`, or refuses it if its
+/// payload is over [`MAX_RECORD_BYTES`] (leaving `buffer` as it was).
+fn encode_record(
+    buffer: &mut Vec<u8>,
+    seq: u64,
+    accepted: &Accepted,
+    flags: u32,
+) -> Result<(), StoreError> {
     let start = buffer.len();
     buffer.extend_from_slice(&[0; HEADER_LEN]);
     serde_json::to_writer(&mut *buffer, accepted)
@@ -291,23 +313,25 @@ fn encode_record(buffer: &mut Vec<u8>, seq: u64, accepted: &Accepted) -> Result<
     crc.update(&seq.to_le_bytes());
     crc.update(payload);
     let crc = crc.finalize();
-    buffer[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buffer[start..start + 4].copy_from_slice(&(len | flags).to_le_bytes());
     buffer[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     buffer[start + 8..start + HEADER_LEN].copy_from_slice(&seq.to_le_bytes());
     Ok(())
 }
 
-/// One record read back: its sequence, what it holds, and where the next one starts.
+/// One record read back: its sequence, what it holds, where the next one starts, and
+/// its write-framing flags.
 struct Record {
     seq: u64,
     accepted: Accepted,
     next: u64,
+    flags: u32,
 }
 
 /// The record at byte `at` of `file`, whose records end by `end`; `None` when there is
 /// no whole, intact record there.
 fn read_record(file: &File, at: u64, end: u64) -> std::io::Result<Option<Record>> {
-    let Some(len) = claimed_len(file, at, end)? else {
+    let Some((len, flags)) = claimed_len(file, at, end)? else {
         return Ok(None);
     };
     let next = at + HEADER_LEN as u64 + len as u64;
@@ -329,41 +353,38 @@ fn read_record(file: &File, at: u64, end: u64) -> std::io::Result<Option<Record>
         seq: u64::from_le_bytes(seq),
         accepted,
         next,
+        flags,
     }))
 }
 
-/// The payload length the header at `at` claims, if a whole header is there and the
-/// length is within [`MAX_RECORD_BYTES`].
-fn claimed_len(file: &File, at: u64, end: u64) -> std::io::Result<Option<usize>> {
+/// The payload length and flags the header at `at` claims, if a whole header is there
+/// and the length is within [`MAX_RECORD_BYTES`].
+fn claimed_len(file: &File, at: u64, end: u64) -> std::io::Result<Option<(usize, u32)>> {
     if end.saturating_sub(at) < HEADER_LEN as u64 {
         return Ok(None);
     }
-    let mut len = [0; 4];
-    file.read_exact_at(&mut len, at)?;
-    let len = u32::from_le_bytes(len) as usize;
-    Ok((len <= MAX_RECORD_BYTES).then_some(len))
+    let mut word = [0; 4];
+    file.read_exact_at(&mut word, at)?;
+    let word = u32::from_le_bytes(word);
+    let len = (word & LENGTH_BITS) as usize;
+    Ok((len <= MAX_RECORD_BYTES).then_some((len, word & !LENGTH_BITS)))
 }
 
 /// What follows the point where a file's records stop.
 enum Tail {
     /// Zeros only: the room made ahead of the records.
     Clean,
-    /// A record cut short with nothing after it: a write the process did not finish.
+    /// A bad record followed by nothing but more of its own write: a write the crash
+    /// interrupted before its `fdatasync`, so before its 202.
     Torn,
-    /// More data after a bad record, described for the operator.
+    /// A bad record in a write that a later one followed (so it was synced), described
+    /// for the operator.
     Corrupt(String),
 }
 
 /// Tells what follows the point `at` where `file` (`size` bytes) stops holding intact
 /// records; `next_seq` is the sequence a record there would have had.
 fn tail(file: &File, at: u64, size: u64, next_seq: u64) -> std::io::Result<Tail> {
-    // Where the bad record ends, as far as its header tells: data beyond it is not
-    // part of it.
-    let bad_end = match claimed_len(file, at, size)? {
-        Some(len) => (at + HEADER_LEN as u64 + len as u64).min(size),
-        None if size - at >= HEADER_LEN as u64 => at + HEADER_LEN as u64,
-        None => size,
-    };
     let mut first_data = None;
     let mut chunk_at = at;
     while chunk_at < size {
@@ -377,20 +398,46 @@ fn tail(file: &File, at: u64, size: u64, next_seq: u64) -> std::io::Result<Tail>
                 .position(|b| *b != 0)
                 .map(|i| chunk_at + i as u64);
         }
-        if let Some(later) = later_record(file, &chunk, chunk_at, at, size, next_seq)? {
-            return Ok(Tail::Corrupt(format!(
-                "the record there fails its check, and an intact record follows at byte {later}"
-            )));
+        for later in later_records(file, &chunk, chunk_at, at, size, next_seq)? {
+            if let Some(problem) = later_write(file, &later, size)? {
+                return Ok(Tail::Corrupt(problem));
+            }
         }
         chunk_at += SCAN_CHUNK_BYTES;
     }
-    Ok(match first_data {
-        None => Tail::Clean,
-        Some(_) if size <= bad_end || zeros_from(file, bad_end, size)? => Tail::Torn,
-        Some(_) => Tail::Corrupt(format!(
-            "the record there fails its check, and data follows it from byte {bad_end}"
-        )),
-    })
+    if first_data.is_none() {
+        return Ok(Tail::Clean);
+    }
+    // A bad record whose header says it ended its write: data past its end is a later
+    // write's.
+    if let Some((len, flags)) = claimed_len(file, at, size)? {
+        let bad_end = at + HEADER_LEN as u64 + len as u64;
+        if flags & LAST_OF_WRITE != 0 && bad_end < size && !zeros_from(file, bad_end, size)? {
+            return Ok(Tail::Corrupt(format!(
+                "the record there fails its check and ended its write, and data follows it from byte {bad_end}"
+            )));
+        }
+    }
+    Ok(Tail::Torn)
+}
+
+/// Why the intact record `later`, found after a bad one, shows that a later write
+/// followed the bad record's (which was therefore synced): it starts a write, or it
+/// ends one and data follows it.
+fn later_write(file: &File, later: &Found, size: u64) -> std::io::Result<Option<String>> {
+    let at = later.at;
+    if later.flags & FIRST_OF_WRITE != 0 {
+        return Ok(Some(format!(
+            "the record there fails its check, and an intact record of a later write follows at byte {at}"
+        )));
+    }
+    if later.flags & LAST_OF_WRITE != 0 && !zeros_from(file, later.next, size)? {
+        return Ok(Some(format!(
+            "the record there fails its check, and its write, which ends at byte {}, was followed by another",
+            later.next
+        )));
+    }
+    Ok(None)
 }
 
 /// Whether `file` holds only zeros from `from` to `size`.
@@ -408,33 +455,48 @@ fn zeros_from(file: &File, from: u64, size: u64) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// The offset of an intact record after `bad` whose sequence field lies in `chunk`
-/// (read at `chunk_at`) and is `next_seq` or the one after: the bad record was not the
-/// last thing written.
-fn later_record(
+/// An intact record found past a bad one.
+struct Found {
+    at: u64,
+    next: u64,
+    flags: u32,
+}
+
+/// The intact records after `bad` whose sequence field lies in `chunk` (read at
+/// `chunk_at`) and could follow the bad record's `next_seq`: at most one record fits
+/// in each header's width of the file, which bounds the sequences worth checking.
+fn later_records(
     file: &File,
     chunk: &[u8],
     chunk_at: u64,
     bad: u64,
     size: u64,
     next_seq: u64,
-) -> std::io::Result<Option<u64>> {
-    let wanted = [
-        next_seq.to_le_bytes(),
-        next_seq.saturating_add(1).to_le_bytes(),
-    ];
+) -> std::io::Result<Vec<Found>> {
+    let most = (size - bad) / HEADER_LEN as u64 + 1;
+    let plausible = next_seq..next_seq.saturating_add(most);
+    let mut found = Vec::new();
     for (i, window) in chunk.windows(8).enumerate() {
-        if !wanted.iter().any(|w| w == window) {
+        let mut seq = [0; 8];
+        seq.copy_from_slice(window);
+        if !plausible.contains(&u64::from_le_bytes(seq)) {
             continue;
         }
         let Some(start) = (chunk_at + i as u64).checked_sub(8) else {
             continue;
         };
-        if start > bad && read_record(file, start, size)?.is_some() {
-            return Ok(Some(start));
+        if start <= bad {
+            continue;
+        }
+        if let Some(record) = read_record(file, start, size)? {
+            found.push(Found {
+                at: start,
+                next: record.next,
+                flags: record.flags,
+            });
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// Says that the records from `expected` up to `found` (the next one there) are missing.
@@ -784,6 +846,56 @@ mod tests {
         overwrite(dir.path(), 1, last + HEADER_LEN as u64 + 2, b"#");
         overwrite(dir.path(), 1, end + 100, b"not zeros");
         assert_eq!(corruption(dir.path(), 0).0, last);
+    }
+
+    #[test]
+    fn a_write_torn_by_a_power_cut_is_cut_whichever_of_its_blocks_survived() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut wal, _) = Wal::open(dir.path(), 0).expect("open");
+        wal.append(&[accepted(1)]).expect("append");
+        let torn = wal.len;
+        wal.append(&[accepted(2), accepted(3), accepted(4)])
+            .expect("append");
+        drop(wal);
+        // The block holding record 2 was lost; records 3 and 4 of the same write reached
+        // the disk. That write was never synced, so never acknowledged.
+        overwrite(dir.path(), 1, torn, &[0; HEADER_LEN + 4]);
+        let (mut wal, pending) = Wal::open(dir.path(), 0).expect("a torn write is cut");
+        assert_eq!(seqs(pending), vec![1]);
+        assert_eq!(wal.len, torn);
+        assert_eq!(wal.append(&[accepted(5)]).expect("append"), vec![2]);
+        drop(wal);
+        let (_, pending) = Wal::open(dir.path(), 0).expect("reopen");
+        assert_eq!(seqs(pending), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_bad_record_in_a_write_that_another_followed_is_corruption() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut wal, _) = Wal::open(dir.path(), 0).expect("open");
+        wal.append(&[accepted(1), accepted(2)]).expect("append");
+        let end = wal.len;
+        wal.append(&[accepted(3), accepted(4)]).expect("append");
+        let third = end;
+        drop(wal);
+        // Record 2 ended a write that was synced before records 3 and 4 were written.
+        let second = {
+            let file = File::open(dir.path().join(file_name(1))).expect("open");
+            read_record(&file, 0, end)
+                .expect("read")
+                .expect("record 1")
+                .next
+        };
+        overwrite(dir.path(), 1, second + HEADER_LEN as u64 + 2, b"#");
+        let (offset, message) = corruption(dir.path(), 0);
+        assert_eq!(offset, second);
+        assert!(message.contains(&format!("byte {third}")), "{message}");
+        // Record 3 torn as well: record 4 still ends a write with nothing after it, but
+        // record 2's own header says its write ended before data that follows.
+        overwrite(dir.path(), 1, third, &[0; HEADER_LEN]);
+        let (offset, message) = corruption(dir.path(), 0);
+        assert_eq!(offset, second, "{message}");
+        assert!(message.contains("ended its write"), "{message}");
     }
 
     #[test]
