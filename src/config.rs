@@ -131,7 +131,7 @@ pub struct ServerOptions {
     /// Connections served at once; past it new ones wait in the kernel's queue [default: 4096]
     #[arg(long, env = "DATAPOOL_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Seconds a connection may stay open with no request before it is closed [default: 60]
+    /// Seconds a connection may stay open with no request, or wait for its peer to read, before it is closed [default: 60]
     #[arg(long, env = "DATAPOOL_IDLE_TIMEOUT_SECONDS", value_name = "SECONDS")]
     pub idle_timeout_seconds: Option<u64>,
     /// Seconds a request body may take to arrive (a bulk import: may pause) before 408 [default: 30]
@@ -197,7 +197,8 @@ pub struct Config {
     pub trusted_proxies: Vec<ProxyNet>,
     /// Connections served at once across the listeners; the accept loops pause at it.
     pub max_connections: usize,
-    /// Seconds a connection (HTTP/1.1 or HTTP/2) may stay open with no request.
+    /// Seconds a connection (HTTP/1.1 or HTTP/2) may stay open with no request, and a
+    /// write to it may wait for the peer to read.
     pub idle_timeout_seconds: u64,
     /// Seconds a request body may take to arrive in full; for a bulk import, the longest
     /// pause between two of its pieces.

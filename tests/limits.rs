@@ -184,6 +184,41 @@ async fn an_http2_connection_stays_open_while_used_and_closes_once_idle() {
 }
 
 #[tokio::test]
+async fn a_connection_whose_peer_stops_reading_is_closed_after_the_idle_timeout() {
+    let server = start(&["--idle-timeout-seconds", "1"]).await;
+    let key = connector(&server, "big").await;
+    // A page of items far larger than what the sockets' buffers hold.
+    let field = "x".repeat(100 * 1024);
+    for batch in 0..40 {
+        let items: Vec<Value> = (0..5)
+            .map(|n| json!({"id": format!("{batch:02}-{n}"), "text": field}))
+            .collect();
+        assert_eq!(push(&server, "big", &key, &json!(items)).await.status, 202);
+    }
+    eventually(EVENTUALLY, "all 200 items stored", async || {
+        let answer = server
+            .admin(reqwest::Method::GET, "/api/streams", None)
+            .await;
+        (answer.body["streams"][0]["itemCount"] == 200).then_some(())
+    })
+    .await;
+    let page_bytes = 200 * field.len();
+
+    let mut reader = RawConnection::open_reading_little(&server).await;
+    reader
+        .get_as("/api/streams/big/items?limit=200", &server.token())
+        .await;
+    // The peer reads nothing for longer than the idle timeout…
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // …so the server gave up on the response instead of holding the connection.
+    let read = reader.read_to_close().await;
+    assert!(
+        read < page_bytes,
+        "the whole page ({read} bytes) was still sent to a peer that had stopped reading"
+    );
+}
+
+#[tokio::test]
 async fn connections_past_the_cap_wait_until_one_closes() {
     let server = start(&["--max-connections", "2"]).await;
     let mut first = RawConnection::open(&server).await;

@@ -1,7 +1,11 @@
 //! Idle connections: one with no request open for the idle timeout is asked to close,
-//! HTTP/1.1 keep-alive and HTTP/2 alike (hyper has no idle timeout for HTTP/2), so
-//! idle peers do not hold connection slots and file descriptors.
+//! HTTP/1.1 keep-alive and HTTP/2 alike (hyper has no idle timeout for HTTP/2), and one
+//! whose peer stops reading what it is sent is closed once a write has waited that
+//! long ([`StalledWrites`]), so idle and stalled peers do not hold connection slots
+//! and file descriptors.
 
+use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,7 +15,8 @@ use std::time::Duration;
 use axum::body::{Body as AxumBody, Bytes};
 use hyper::body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::time::{sleep_until, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{sleep, sleep_until, Instant, Sleep};
 
 /// What one connection is doing: its open requests (a response still being sent
 /// counts, a Server-Sent Events stream too) and when the last one ended.
@@ -105,5 +110,99 @@ impl Body for TrackedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// A connection's stream whose writes fail once one has waited `timeout` for the
+    /// peer to read: a response counts as open until sent, so a peer that stops
+    /// reading would otherwise never let its connection go idle.
+    pub struct StalledWrites<S> {
+        #[pin]
+        inner: S,
+        timeout: Duration,
+        // Armed while a write waits for room in the socket; dropped on progress.
+        stalled: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<S> StalledWrites<S> {
+    /// `inner`, its writes allowed to wait at most `timeout`.
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        StalledWrites {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+}
+
+/// Passes `result` on, arming the stall timer while it is pending and failing the write
+/// once the timer fires.
+fn watch_progress<T>(
+    result: Poll<io::Result<T>>,
+    stalled: &mut Option<Pin<Box<Sleep>>>,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<T>> {
+    if result.is_ready() {
+        *stalled = None;
+        return result;
+    }
+    let timer = stalled.get_or_insert_with(|| Box::pin(sleep(timeout)));
+    match timer.as_mut().poll(cx) {
+        Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer stopped reading",
+        ))),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for StalledWrites<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for StalledWrites<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let result = this.inner.poll_write(cx, buf);
+        watch_progress(result, this.stalled, *this.timeout, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let result = this.inner.poll_write_vectored(cx, bufs);
+        watch_progress(result, this.stalled, *this.timeout, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let result = this.inner.poll_flush(cx);
+        watch_progress(result, this.stalled, *this.timeout, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let result = this.inner.poll_shutdown(cx);
+        watch_progress(result, this.stalled, *this.timeout, cx)
     }
 }

@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::idle::{Activity, TrackedBody};
+use super::idle::{Activity, StalledWrites, TrackedBody};
 use super::Routes;
 
 /// How long a client may take over the TLS handshake: a slow or silent client must not
@@ -156,6 +156,8 @@ async fn serve_connection(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
     }
+    // Beneath TLS, so that a handshake's writes are watched as well.
+    let stream = StalledWrites::new(stream, watch.idle_timeout);
     let activity = watch.activity.clone();
     let service = service_fn(move |request: Request<Incoming>| {
         let open = activity.open();

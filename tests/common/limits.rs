@@ -35,6 +35,21 @@ impl RawConnection {
         RawConnection::open_to(server.http.expect("started with --http-listen")).await
     }
 
+    /// Connects to `server`'s plain-HTTP listener with a small receive buffer, so that
+    /// what the peer does not read stays on the server's side.
+    pub async fn open_reading_little(server: &TestServer) -> RawConnection {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .set_recv_buffer_size(64 * 1024)
+            .expect("receive buffer");
+        let addr = server.http.expect("started with --http-listen");
+        let stream = socket.connect(addr).await.expect("connect");
+        RawConnection {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
     /// Connects to `addr`.
     pub async fn open_to(addr: SocketAddr) -> RawConnection {
         let stream = TcpStream::connect(addr).await.expect("connect");
@@ -71,6 +86,27 @@ impl RawConnection {
     pub async fn get(&mut self, path: &str) {
         let request = format!("GET {path} HTTP/1.1\r\nHost: datapool\r\n\r\n");
         self.send(request.as_bytes()).await;
+    }
+
+    /// Sends `GET {path}` with `token` as bearer.
+    pub async fn get_as(&mut self, path: &str, token: &str) {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: datapool\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        self.send(request.as_bytes()).await;
+    }
+
+    /// Reads until the server closes the connection (or resets it); the bytes read.
+    pub async fn read_to_close(&mut self) -> usize {
+        let mut total = self.buffer.len();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match tokio::time::timeout(OWED, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0) | Err(_)) => return total,
+                Ok(Ok(read)) => total += read,
+                Err(_) => panic!("the server neither sent more nor closed the connection"),
+            }
+        }
     }
 
     /// The next response, or `None` when none arrives within `within`.
