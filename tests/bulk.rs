@@ -96,6 +96,32 @@ async fn ndjson_stores_valid_lines_and_reports_bad_ones_by_index() {
 }
 
 #[tokio::test]
+async fn an_item_that_flattens_past_the_journal_limit_is_refused_alone() {
+    let server = TestServer::start().await;
+    let key = connector(&server, "wide").await;
+    // Under 1 MiB of text, but every one of its 100 fields is named after the 700 KB
+    // key above it: 70 MB once flattened.
+    let long_key = "k".repeat(700 * 1024);
+    let children: serde_json::Map<String, Value> =
+        (0..100).map(|n| (format!("f{n}"), json!(n))).collect();
+    let wide = json!({"id": "wide", long_key: children});
+    let body = format!(
+        "{}\n{wide}\n{}\n",
+        json!({"id": "a", "n": 1}),
+        json!({"id": "b", "n": 2})
+    );
+    let answer = send(ndjson(&server, "wide", &key, body)).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    assert_eq!(answer.body["itemsReceived"], 2, "{}", answer.body);
+    assert_eq!(answer.body["itemsRejected"], 1, "{}", answer.body);
+    assert_eq!(answer.body["errors"][0]["index"], 1, "{}", answer.body);
+    assert_eq!(answer.body["errors"][0]["code"], "PAYLOAD_TOO_LARGE");
+    let items = items_settle(&server, "wide", 2).await;
+    let ids: Vec<&str> = items.iter().filter_map(|i| i["id"].as_str()).collect();
+    assert_eq!(ids, vec!["a", "b"]);
+}
+
+#[tokio::test]
 async fn a_repeated_idempotency_key_replays_the_first_import() {
     let server = TestServer::start().await;
     let key = connector(&server, "replays").await;

@@ -36,10 +36,13 @@ pub const MAX_BULK_BYTES: usize = 64 * 1024 * 1024;
 /// the pipeline) and each is one store transaction: 250 instead of 1,000 took about
 /// 12 MiB off the peak of a 64 MiB import into a fresh store.
 const CHUNK_ITEMS: usize = 250;
-/// Raw bytes per journal chunk, so large items make smaller chunks (the same memory
-/// reasoning as [`CHUNK_ITEMS`]).
+/// Bytes per journal chunk, raw items and their flattened field names, so large items
+/// make smaller chunks (the same memory reasoning as [`CHUNK_ITEMS`]).
 const CHUNK_BYTES: usize = 256 * 1024;
-const _: () = assert!(CHUNK_BYTES + MAX_ITEM_BYTES <= MAX_WRITE_BYTES);
+/// Largest item once flattened (its text and its dotted field names, which repeat every
+/// nested key): an item of a few hundred KiB can flatten to far more, and one past this
+/// is refused alone rather than making its whole chunk too large to journal.
+const MAX_FLAT_ITEM_BYTES: usize = MAX_WRITE_BYTES - CHUNK_BYTES;
 /// Item errors listed in the answer; the rest are only counted.
 const MAX_REPORTED_ERRORS: usize = 100;
 /// Bytes read from a spool file at a time.
@@ -271,7 +274,14 @@ impl<'a> Import<'a> {
             .and_then(|value| value_item(&self.rules, index, value));
         match item {
             Ok(upsert) => {
-                self.chunk_bytes += bytes.len();
+                let size = bytes.len() + name_bytes(std::slice::from_ref(&upsert));
+                if size > MAX_FLAT_ITEM_BYTES {
+                    let message = format!(
+                        "the item flattens to {size} bytes of fields, over {MAX_FLAT_ITEM_BYTES}"
+                    );
+                    return self.reject(index, "PAYLOAD_TOO_LARGE", message);
+                }
+                self.chunk_bytes += size;
                 self.chunk.push(upsert);
             }
             Err(message) => self.reject(index, "INVALID_PAYLOAD", message),
@@ -299,7 +309,7 @@ impl<'a> Import<'a> {
         }
         let upserts = std::mem::take(&mut self.chunk);
         let items = upserts.len();
-        let bytes = std::mem::take(&mut self.chunk_bytes) + name_bytes(&upserts);
+        let bytes = std::mem::take(&mut self.chunk_bytes);
         let accepted = Accepted {
             write: write_for(self.connector, upserts, Vec::new()),
             idempotency,
