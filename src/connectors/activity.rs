@@ -176,13 +176,17 @@ impl Activity {
         self.record(connector_id, |t| t.notes.push(note));
     }
 
-    /// Forgets a deleted connector.
-    pub fn forget(&self, connector_id: &str) -> Result<(), StoreError> {
+    /// Forgets a deleted connector; its log may hold 30 days of entries, so they are
+    /// removed off the async runtime.
+    pub async fn forget(&self, connector_id: &str) -> Result<(), StoreError> {
         self.tracked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(connector_id);
-        self.store.forget_activity(connector_id)
+        let id = connector_id.to_owned();
+        self.store
+            .blocking(move |store| store.forget_activity(&id))
+            .await
     }
 
     /// Writes what was counted since the last flush as log entries, and changed
@@ -336,8 +340,8 @@ pub async fn run_flusher(activity: Arc<Activity>, stop: CancellationToken) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_forgotten_connector_leaves_nothing_for_the_next_flush() {
+    #[tokio::test]
+    async fn a_forgotten_connector_leaves_nothing_for_the_next_flush() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open");
         let activity = Activity::new(store.clone());
@@ -347,7 +351,7 @@ mod tests {
         }
         activity.flush().expect("flush");
         activity.accepted("c_gone", 1, Duration::from_millis(1));
-        activity.forget("c_gone").expect("forget");
+        activity.forget("c_gone").await.expect("forget");
         activity.flush().expect("flush");
         assert!(store.logs("c_gone", None, 10).expect("log").0.is_empty());
         assert_eq!(

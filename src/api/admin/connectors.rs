@@ -168,7 +168,7 @@ pub async fn delete(
         .delete(&id)
         .await
         .map_err(|e| not_found_as(e, &id))?;
-    state.activity.forget(&id)?;
+    state.activity.forget(&id).await?;
     state.pollers.changed();
     tracing::info!(connector_id = %id, "connector deleted");
     Ok(StatusCode::NO_CONTENT)
