@@ -347,3 +347,43 @@ fn gauge(
         .encode_descriptor(name, help, None, MetricType::Gauge)?
         .encode_gauge(&value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_stage_indexes_its_own_histogram() {
+        for (at, stage) in Stage::ALL.iter().enumerate() {
+            assert_eq!(*stage as usize, at, "{stage:?}");
+        }
+    }
+
+    #[test]
+    fn a_scrape_shows_the_counts_and_ends_with_eof() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.ingested([("sales", 2), ("stock", 1), ("sales", 3)]);
+        metrics.connector_error("c_1");
+        metrics.committed(7);
+        metrics.applied(5);
+        metrics.stage_took(Stage::JournalSync, Duration::from_micros(300));
+        let text = metrics.scrape(StoreFigures {
+            stream_items: vec![("sales".into(), 4)],
+            disk_bytes: vec![("db", 4096)],
+        });
+        for line in [
+            "datapool_ingest_items_total{stream=\"sales\"} 5",
+            "datapool_ingest_items_total{stream=\"stock\"} 1",
+            "datapool_connector_errors_total{connector=\"c_1\"} 1",
+            "datapool_journal_lag_records 2",
+            "datapool_stream_items{stream=\"sales\"} 4",
+            "datapool_store_size_bytes{part=\"db\"} 4096",
+            "datapool_ingest_stage_seconds_bucket{le=\"0.0005\",stage=\"journal_sync\"} 1",
+            "datapool_ingest_stage_seconds_bucket{le=\"0.00025\",stage=\"journal_sync\"} 0",
+            "datapool_outbound_pending 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
