@@ -18,6 +18,7 @@ use crate::connectors::{run_flusher, Activity, PollContext, Pollers, PushConnect
 use crate::http::tls::{self, TlsError};
 use crate::http::TrustedProxies;
 use crate::ingest::{retention, Ingest};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::{http, private_file};
 
@@ -106,20 +107,22 @@ impl Server {
         let background = TaskTracker::new();
         let stop_background = CancellationToken::new();
         let budget_bytes = self.config.max_unapplied_mib.saturating_mul(MIB);
+        let metrics = Arc::new(Metrics::default());
         // Opening the journal reads and checks every file and syncs the store: off the
         // async runtime. The tasks it starts still run on the runtime's handle.
-        let (store, tasks, stop) = (
+        let (store, tasks, stop, budget) = (
             self.store.clone(),
             background.clone(),
             stop_background.clone(),
+            (budget_bytes, metrics.clone()),
         );
         let ingest =
-            tokio::task::spawn_blocking(move || Ingest::start(store, &tasks, stop, budget_bytes))
+            tokio::task::spawn_blocking(move || Ingest::start(store, &tasks, stop, budget))
                 .await
                 .map_err(|_| AppError::Interrupted)??;
         let health = ingest.health();
         background.spawn(retention::run(self.store.clone(), shutdown.clone()));
-        let activity = Arc::new(Activity::new(self.store.clone()));
+        let activity = Arc::new(Activity::new(self.store.clone(), metrics.clone()));
         background.spawn(run_flusher(activity.clone(), stop_background.clone()));
         // Pollers stop when shutdown starts, releasing their handles on the ingest
         // pipeline so it can finish once the listeners have drained.
@@ -145,6 +148,8 @@ impl Server {
             pollers,
             trusted_proxies: TrustedProxies::new(self.config.trusted_proxies.clone()),
             submissions: background.clone(),
+            metrics,
+            metrics_token: self.config.metrics_token.clone(),
         });
         let body_timeout = Duration::from_secs(self.config.request_body_timeout_seconds);
         let routes = http::Routes::new(state, body_timeout);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::http::ProxyNet;
+use crate::model::Secret;
 
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/datapool/datapool.toml";
@@ -43,6 +44,9 @@ const DEFAULT_MAX_UNAPPLIED_MIB: usize = 64;
 /// Largest budget an operator may configure: beyond it a stalled store would let a
 /// server take gigabytes before refusing pushes.
 const MAX_MAX_UNAPPLIED_MIB: usize = 4096;
+/// Shortest `/metrics` token accepted: 16 random characters are beyond guessing within
+/// the failed-authentication limit.
+const MIN_METRICS_TOKEN_LEN: usize = 16;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +152,9 @@ pub struct ServerOptions {
     /// before pushes get 503 [default: 64]
     #[arg(long, env = "DATAPOOL_MAX_UNAPPLIED_MIB", value_name = "MIB")]
     pub max_unapplied_mib: Option<usize>,
+    /// File holding a bearer token that /metrics then requires (Authorization: Bearer …) [default: /metrics is open]
+    #[arg(long, env = "DATAPOOL_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -171,6 +178,7 @@ impl ServerOptions {
                 .or(lower.request_body_timeout_seconds),
             max_ingest_in_flight: self.max_ingest_in_flight.or(lower.max_ingest_in_flight),
             max_unapplied_mib: self.max_unapplied_mib.or(lower.max_unapplied_mib),
+            metrics_token_file: self.metrics_token_file.or(lower.metrics_token_file),
         }
     }
 }
@@ -208,6 +216,12 @@ pub struct Config {
     /// MiB of accepted writes (bodies and flattened names) that may wait to be applied:
     /// the memory accepted writes hold. Past it pushes get 503 and bulk imports wait.
     pub max_unapplied_mib: usize,
+    /// The file of the bearer token `/metrics` requires; unset, `/metrics` is open like
+    /// `/healthz` and `/readyz`.
+    pub metrics_token_file: Option<PathBuf>,
+    /// The token read from `metrics_token_file` at start-up; never printed.
+    #[serde(skip)]
+    pub metrics_token: Option<Secret>,
 }
 
 impl Config {
@@ -252,6 +266,12 @@ impl Config {
                 .max_ingest_in_flight
                 .unwrap_or(DEFAULT_MAX_INGEST_IN_FLIGHT),
             max_unapplied_mib: o.max_unapplied_mib.unwrap_or(DEFAULT_MAX_UNAPPLIED_MIB),
+            metrics_token: o
+                .metrics_token_file
+                .as_deref()
+                .map(read_metrics_token)
+                .transpose()?,
+            metrics_token_file: o.metrics_token_file,
         };
         config.validate()?;
         Ok(config)
@@ -306,8 +326,8 @@ impl Config {
         )
     }
 
-    /// The settings as TOML, as `check-config` prints them. No setting is a secret yet;
-    /// secrets live in the data dir, not in the config.
+    /// The settings as TOML, as `check-config` prints them. No setting is a secret;
+    /// secrets live in the data dir or in files the config names, never in the config.
     pub fn to_toml(&self) -> String {
         // Paths, addresses, an enum, a number and strings always serialize.
         toml::to_string(self).unwrap_or_default()
@@ -325,6 +345,23 @@ where
         )));
     }
     Ok(())
+}
+
+/// The `/metrics` token in `path`: its first line, without surrounding whitespace, at
+/// least [`MIN_METRICS_TOKEN_LEN`] printable ASCII characters (it travels in a header).
+fn read_metrics_token(path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.len() < MIN_METRICS_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::Invalid(format!(
+            "the metrics token in {} must be at least {MIN_METRICS_TOKEN_LEN} printable ASCII characters without spaces",
+            path.display()
+        )));
+    }
+    Ok(Secret::new(token))
 }
 
 fn read_file(file: Option<&Path>) -> Result<ServerOptions, ConfigError> {
@@ -391,5 +428,23 @@ mod tests {
             ServerOptions::default(),
         );
         assert!(matches!(missing, Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn the_metrics_token_is_read_from_its_file_and_never_printed() {
+        let token = write("  0123456789abcdef-scrape \n");
+        let config = write(&format!("metrics_token_file = {:?}\n", token.path()));
+        let loaded = Config::load(Some(config.path()), ServerOptions::default()).expect("valid");
+        let read = loaded.metrics_token.as_ref().map(Secret::expose);
+        assert_eq!(read, Some("0123456789abcdef-scrape"));
+        assert!(!loaded.to_toml().contains("0123456789abcdef"));
+        assert!(!format!("{loaded:?}").contains("0123456789abcdef"));
+        let short = write("short\n");
+        let flags = ServerOptions {
+            metrics_token_file: Some(short.path().to_owned()),
+            ..Default::default()
+        };
+        let err = Config::load(None, flags).expect_err("too short");
+        assert!(err.to_string().contains("at least 16"), "{err}");
     }
 }

@@ -15,6 +15,7 @@
 //! - [`auth`]: credential formats, hashing and the failed-authentication limiter.
 //! - [`ingest`]: the durable path of a write: group commit to the journal, then the
 //!   applier into the pool and the change log.
+//! - [`metrics`]: what the server counts, and `/metrics` in OpenMetrics text.
 //! - [`ids`]: random identifiers for connectors, keys and requests.
 //! - [`model`]: streams, connectors, and the JSON documents that describe them.
 //! - [`private_file`]: writing files only the service user may read.
@@ -29,6 +30,7 @@ pub mod connectors;
 pub mod http;
 pub mod ids;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod private_file;
 pub mod store;

@@ -19,6 +19,8 @@ use crate::auth::{Credential, FailedAuthLimiter, KeyKind, KeyRecord, RateLimiter
 use crate::connectors::{Activity, Pollers, PushConnectors};
 use crate::http::{ApiError, TrustedProxies};
 use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::model::Secret;
 use crate::store::Store;
 
 pub use in_flight::InFlight;
@@ -55,6 +57,10 @@ pub struct Services {
     /// Submissions that outlive their request (an idempotent write whose client hung
     /// up), tracked so that shutdown waits for them.
     pub submissions: TaskTracker,
+    /// What the server counts, for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The bearer token `/metrics` asks for, when the configuration sets one.
+    pub metrics_token: Option<Secret>,
 }
 
 impl Services {
@@ -76,24 +82,39 @@ impl Services {
         client: Option<IpAddr>,
         token: Option<&str>,
     ) -> Result<KeyRecord, ApiError> {
-        if let Some(wait) = client.and_then(|ip| self.auth_failures.blocked_for(ip)) {
-            return Err(ApiError::rate_limited(
-                "too many failed authentications from this address; try again later",
-                wait.as_secs() + 1,
-            ));
-        }
+        self.check_not_refused(client)?;
         let record = match token {
             Some(token) => self.authenticate(token)?,
             None => None,
         };
         record.ok_or_else(|| {
-            if let Some(ip) = client {
-                if self.auth_failures.record_failure(ip) {
-                    tracing::warn!(client = %ip, "refusing a client address after repeated failed authentications");
-                }
-            }
-            ApiError::unauthorized("missing or invalid credential (Authorization: Bearer …)")
+            self.failed_authentication(
+                client,
+                "missing or invalid credential (Authorization: Bearer …)",
+            )
         })
+    }
+
+    /// 429 while `client` is refused for failing to authenticate too often.
+    pub fn check_not_refused(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+        match client.and_then(|ip| self.auth_failures.blocked_for(ip)) {
+            Some(wait) => Err(ApiError::rate_limited(
+                "too many failed authentications from this address; try again later",
+                wait.as_secs() + 1,
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication against `client`; the 401 to answer, saying
+    /// `message`.
+    pub fn failed_authentication(&self, client: Option<IpAddr>, message: &str) -> ApiError {
+        if let Some(ip) = client {
+            if self.auth_failures.record_failure(ip) {
+                tracing::warn!(client = %ip, "refusing a client address after repeated failed authentications");
+            }
+        }
+        ApiError::unauthorized(message)
     }
 }
 

@@ -11,7 +11,8 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::ApiError;
-use crate::model::{ActivitySummary, Connector, ConnectorState, LogEntry, LogLevel};
+use crate::metrics::Metrics;
+use crate::model::{ActivitySummary, Connector, ConnectorState, ConnectorType, LogEntry, LogLevel};
 use crate::store::{Store, StoreError};
 
 /// How often aggregated entries and summaries are written: a busy connector gets one
@@ -83,15 +84,18 @@ pub struct Activity {
     store: Store,
     tracked: Mutex<HashMap<String, Tracked>>,
     throttle: Mutex<HashMap<String, Instant>>,
+    /// Where errors and poll durations are counted for `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 impl Activity {
-    /// A tracker writing to `store`.
-    pub fn new(store: Store) -> Self {
+    /// A tracker writing to `store` and counting into `metrics`.
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
         Activity {
             store,
             tracked: Mutex::default(),
             throttle: Mutex::default(),
+            metrics,
         }
     }
 
@@ -121,6 +125,9 @@ impl Activity {
     /// Counts a refused request of a known connector.
     pub fn refused(&self, connector_id: &str, error: &ApiError) {
         let failure = error.status().is_server_error() || FAILURES.contains(&error.code());
+        if failure {
+            self.metrics.connector_error(connector_id);
+        }
         let now = Timestamp::now();
         self.record(connector_id, |t| {
             if failure {
@@ -155,11 +162,17 @@ impl Activity {
     /// Logs a failed poll (an `error` entry with the reason) and puts the connector in
     /// Error until a poll succeeds.
     pub fn poll_failed(&self, connector_id: &str, message: String) {
+        self.metrics.connector_error(connector_id);
         let now = Timestamp::now();
         self.record(connector_id, |t| {
             t.failed(now);
             t.notes.push(entry(now, LogLevel::Error, "error", message));
         });
+    }
+
+    /// Counts a poll of a `kind` connector, successful or not, that took `took`.
+    pub fn poll_took(&self, kind: ConnectorType, took: Duration) {
+        self.metrics.poll_took(kind, took);
     }
 
     /// Notes a refusal that no connector can be named for (an unknown or wrong key).
@@ -344,7 +357,7 @@ mod tests {
     async fn a_forgotten_connector_leaves_nothing_for_the_next_flush() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open");
-        let activity = Activity::new(store.clone());
+        let activity = Activity::new(store.clone(), Arc::default());
         for id in ["c_kept", "c_gone"] {
             activity.accepted(id, 3, Duration::from_millis(2));
             activity.note(id, LogLevel::Info, "config", "changed".into());

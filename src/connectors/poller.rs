@@ -170,6 +170,9 @@ async fn poll_loop(connector: Connector, context: PollContext, stop: Cancellatio
             result = poll(&connector, &settings, &context) => result,
             _ = stop.cancelled() => break,
         };
+        context
+            .activity
+            .poll_took(connector.spec.kind, started.elapsed());
         match result {
             Ok(polled) => {
                 if failures > 0 {

@@ -46,7 +46,7 @@ impl Routes {
         }
     }
 
-    /// The response to `request` from `peer`.
+    /// The response to `request` from `peer`, counted by route and status.
     pub fn respond(
         &self,
         request: Request<Incoming>,
@@ -65,12 +65,13 @@ impl Routes {
         let mut request = request.map(|body| Body::new(TimedBody::new(body, timeout, pace)));
         let direct = ingest::direct_webhook_stream(request.method(), request.uri().path())
             .map(str::to_owned);
+        let route = self.state.metrics.requests.route(request.uri().path());
         let state = self.state.clone();
         let router = self.router.clone();
         async move {
-            if let Some(stream) = direct {
+            let response = if let Some(stream) = direct {
                 in_context(request, Some(client), |request, id| {
-                    recover_panics(ingest::webhook_direct(state, request, stream, id, client))
+                    recover_panics(ingest::webhook_direct(&state, request, stream, id, client))
                 })
                 .await
             } else {
@@ -79,7 +80,9 @@ impl Routes {
                     Ok(response) => response,
                     Err(never) => match never {},
                 }
-            }
+            };
+            state.metrics.requests.count(route, response.status());
+            response
         }
     }
 }
@@ -140,6 +143,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .route("/api/webhook/{stream}", post(ingest::webhook))
         .route("/api/webhook/{stream}/batch", post(ingest::webhook))
         .route("/api/webhook/{stream}/bulk", post(ingest::bulk))

@@ -12,7 +12,8 @@ use super::budget::Budget;
 use super::checkpoint::Checkpoint;
 use super::feed::{ChangeFeed, Changed};
 use super::pacer::Pacer;
-use super::{Committed, Health, IngestError, UnappliedKeys};
+use super::{Committed, CommittedGroup, Health, IngestError, UnappliedKeys};
+use crate::metrics::{Metrics, Stage};
 use crate::model::Change;
 use crate::store::{Accepted, Replay, Store, StoreError};
 
@@ -41,7 +42,7 @@ const STOP_CHECK_EVERY: Duration = Duration::from_millis(50);
 /// is replayed on the next start).
 pub(super) fn run(
     replay: Replay,
-    committed: Receiver<Committed>,
+    committed: Receiver<CommittedGroup>,
     mut checkpoint: Checkpoint,
     store: Store,
     announce: Announce,
@@ -56,14 +57,24 @@ pub(super) fn run(
         return;
     }
     let mut pacer = Pacer::new(MIN_PASS_INTERVAL);
-    while let Some(mut group) = next_group(&committed, &mut checkpoint) {
+    let metrics = applier.announce.metrics.clone();
+    while let Some((synced, mut group)) = next_group(&committed, &mut checkpoint) {
         let wait = pacer.next_turn();
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
+        let starting = Instant::now();
+        metrics.stage_took(
+            Stage::ApplyQueue,
+            starting.saturating_duration_since(synced),
+        );
         while group.len() < RECORDS_PER_PASS {
             match committed.try_recv() {
-                Ok(more) => group.extend(more),
+                Ok((synced, more)) => {
+                    let waited = starting.saturating_duration_since(synced);
+                    metrics.stage_took(Stage::ApplyQueue, waited);
+                    group.extend(more);
+                }
                 Err(_) => break,
             }
         }
@@ -109,10 +120,16 @@ impl Applier {
     /// Applies `group` in order, retrying after a store error until it is all
     /// applied; `false` when `stop` fired while it was retrying.
     fn apply_all(&self, mut group: Committed, checkpoint: &mut Checkpoint) -> bool {
+        let metrics = &self.announce.metrics;
         while !group.is_empty() {
-            match apply(&self.store, group) {
+            let started = Instant::now();
+            let applied = apply(&self.store, group);
+            let announcing = Instant::now();
+            metrics.stage_took(Stage::Apply, announcing - started);
+            match applied {
                 Ok((done, changed, applied_group)) => {
                     self.announce.applied(done, &changed, &applied_group);
+                    metrics.stage_took(Stage::Announce, announcing.elapsed());
                     checkpoint.applied(done);
                     group = Vec::new();
                 }
@@ -142,6 +159,8 @@ pub(super) struct Announce {
     pub(super) applied: watch::Sender<u64>,
     /// Each changed stream's last change (for SSE).
     pub(super) feed: Arc<ChangeFeed>,
+    /// Told the applied mark, the items applied per stream, and the stages' timings.
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl Announce {
@@ -149,6 +168,12 @@ impl Announce {
         self.unapplied.remove(group);
         self.feed.announce(changed);
         self.applied.send_replace(done);
+        self.metrics.applied(done);
+        let items = group.iter().map(|(_, accepted)| {
+            let write = &accepted.write;
+            (write.stream.as_str(), write.upserts.len() as u64)
+        });
+        self.metrics.ingested(items);
         self.budget.release_through(done);
         self.health.report_store_recovery();
     }
@@ -156,7 +181,10 @@ impl Announce {
 
 /// The next committed group, checkpointing whenever one falls due while waiting;
 /// `None` once the committer is gone and everything it sent was taken.
-fn next_group(committed: &Receiver<Committed>, checkpoint: &mut Checkpoint) -> Option<Committed> {
+fn next_group(
+    committed: &Receiver<CommittedGroup>,
+    checkpoint: &mut Checkpoint,
+) -> Option<CommittedGroup> {
     loop {
         let Some(wait) = checkpoint.due_in() else {
             return committed.recv().ok();

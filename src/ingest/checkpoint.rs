@@ -10,10 +10,12 @@
 //! thread: deleting a 64 MiB journal file takes 20 – 30 ms here, long enough to fill
 //! the queue of committed groups under load and hold 202s back.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::metrics::{Metrics, Stage};
 use crate::store::Store;
 
 /// How often the pool is made durable. Journal files wait about this long at most,
@@ -29,18 +31,21 @@ pub(super) struct Checkpoint {
     applied: u64,
     /// When the last flush began.
     last: Instant,
+    /// Told how long each flush takes.
+    metrics: Arc<Metrics>,
 }
 
 impl Checkpoint {
     /// A checkpoint over `store`, whose pool is durable up to the applied mark that
-    /// `flushed` holds.
-    pub(super) fn new(store: Store, flushed: watch::Sender<u64>) -> Self {
+    /// `flushed` holds; each flush's duration goes to `metrics`.
+    pub(super) fn new(store: Store, flushed: watch::Sender<u64>, metrics: Arc<Metrics>) -> Self {
         let applied = *flushed.borrow();
         Checkpoint {
             store,
             flushed,
             applied,
             last: Instant::now(),
+            metrics,
         }
     }
 
@@ -64,7 +69,10 @@ impl Checkpoint {
             return;
         }
         self.last = Instant::now();
-        match self.store.flush_applied() {
+        let flushed = self.store.flush_applied();
+        self.metrics
+            .stage_took(Stage::Checkpoint, self.last.elapsed());
+        match flushed {
             Ok(covered) => {
                 self.flushed.send_replace(covered);
             }
@@ -111,7 +119,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("store");
         let (flushed, marks) = watch::channel(0);
-        let mut checkpoint = Checkpoint::new(store.clone(), flushed);
+        let mut checkpoint = Checkpoint::new(store.clone(), flushed, Arc::default());
         assert_eq!(
             checkpoint.due_in(),
             None,

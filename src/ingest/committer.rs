@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 
 use super::budget::Budget;
 use super::pacer::Pacer;
-use super::{Committed, IngestError, Pending, UnappliedKeys};
+use super::{Committed, CommittedGroup, IngestError, Pending, UnappliedKeys};
+use crate::metrics::{Metrics, Stage};
 use crate::store::{Accepted, StoreError, Wal};
 
 /// Most requests in one group commit, bounding one append's size.
@@ -25,12 +26,13 @@ const MIN_COMMIT_INTERVAL: Duration = Duration::from_micros(500);
 /// Runs on its own thread (it blocks on the journal) until every [`super::Ingest`]
 /// handle is gone, then returns once the queue is empty (dropping `to_applier`, which
 /// lets the applier finish). A committed group's idempotency keys go to `unapplied` and
-/// its shares of the byte budget to `budget`, until it is applied.
+/// its shares of the byte budget to `budget`, until it is applied; its stages are timed
+/// into `metrics`.
 pub(super) fn run(
     mut journal: Wal,
     mut requests: mpsc::Receiver<Pending>,
-    to_applier: SyncSender<Committed>,
-    (unapplied, budget): (&UnappliedKeys, &Budget),
+    to_applier: SyncSender<CommittedGroup>,
+    (unapplied, budget, metrics): (&UnappliedKeys, &Budget, &Metrics),
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut pacer = Pacer::new(MIN_COMMIT_INTERVAL);
@@ -46,75 +48,107 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        commit_group(&mut journal, &mut group, &to_applier, (unapplied, budget));
+        let starting = Instant::now();
+        for pending in &group {
+            let queued = starting.saturating_duration_since(pending.queued);
+            metrics.stage_took(Stage::CommitQueue, queued);
+        }
+        let to = Handoff {
+            to_applier: &to_applier,
+            unapplied,
+            budget,
+            metrics,
+        };
+        commit_group(&mut journal, &mut group, to);
     }
     tracing::debug!("committer stopped: no more writers");
+}
+
+/// Where a committed group goes: to the applier, with its idempotency keys, its shares
+/// of the byte budget and its timings kept beside until it is applied.
+#[derive(Clone, Copy)]
+struct Handoff<'a> {
+    to_applier: &'a SyncSender<CommittedGroup>,
+    unapplied: &'a UnappliedKeys,
+    budget: &'a Budget,
+    metrics: &'a Metrics,
 }
 
 /// Commits `group` (drained) and answers each request. A group the journal refuses
 /// because one request's record is over its limit is committed a request at a time, so
 /// only that request is refused.
-fn commit_group(
-    journal: &mut Wal,
-    group: &mut Vec<Pending>,
-    to_applier: &SyncSender<Committed>,
-    (unapplied, budget): (&UnappliedKeys, &Budget),
-) {
+fn commit_group(journal: &mut Wal, group: &mut Vec<Pending>, to: Handoff<'_>) {
+    let Handoff {
+        to_applier,
+        unapplied,
+        budget,
+        metrics,
+    } = to;
     let (accepted, waiting): (Vec<Accepted>, Vec<_>) = group
         .drain(..)
-        .map(|p| (p.accepted, (p.share, p.done)))
+        .map(|p| (p.accepted, (p.share, (p.queued, p.done))))
         .unzip();
     let alone = accepted.len() == 1;
-    match commit(journal, &accepted) {
-        Ok(seqs) => {
+    match commit(journal, &accepted, metrics) {
+        Ok((seqs, synced)) => {
             let records: Committed = seqs.into_iter().zip(accepted).collect();
             unapplied.add(&records);
             let (shares, replies): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
             if let Some((last, _)) = records.last() {
                 budget.hold(*last, shares.into_iter().flatten().collect());
+                metrics.committed(*last);
             }
-            for (reply, (seq, _)) in replies.into_iter().zip(&records) {
-                let _ = reply.send(Ok(*seq));
+            for ((_, reply), (seq, _)) in replies.into_iter().zip(&records) {
+                let _ = reply.send(Ok((*seq, synced)));
             }
-            if to_applier.send(records).is_err() {
+            if to_applier.send((synced, records)).is_err() {
                 tracing::error!(
                     "the applier has stopped; committed writes are applied on the next start"
                 );
             }
         }
         Err(StoreError::RecordTooLarge { .. }) if !alone => {
-            for (accepted, (share, done)) in accepted.into_iter().zip(waiting) {
+            for (accepted, (share, (queued, done))) in accepted.into_iter().zip(waiting) {
                 let mut one = vec![Pending {
                     accepted,
                     share,
+                    queued,
                     done,
                 }];
-                commit_group(journal, &mut one, to_applier, (unapplied, budget));
+                commit_group(journal, &mut one, to);
             }
         }
         Err(StoreError::RecordTooLarge { bytes, max }) => {
-            for (_, reply) in waiting {
+            for (_, (_, reply)) in waiting {
                 let _ = reply.send(Err(IngestError::TooLarge { bytes, max }));
             }
         }
         Err(error) => {
             tracing::error!(%error, requests = waiting.len(), "group commit failed; the requests get 500");
-            for (_, reply) in waiting {
+            for (_, (_, reply)) in waiting {
                 let _ = reply.send(Err(IngestError::Store(error.to_string())));
             }
         }
     }
 }
 
-/// Appends `accepted` as one group and syncs it.
-fn commit(journal: &mut Wal, accepted: &[Accepted]) -> Result<Vec<u64>, StoreError> {
+/// Appends `accepted` as one group and syncs it; their sequences, and when the sync
+/// finished.
+fn commit(
+    journal: &mut Wal,
+    accepted: &[Accepted],
+    metrics: &Metrics,
+) -> Result<(Vec<u64>, Instant), StoreError> {
     fail::fail_point!("committer::commit");
     let started = Instant::now();
     let seqs = journal.append(accepted)?;
+    let synced = Instant::now();
+    let took = synced - started;
+    metrics.stage_took(Stage::JournalSync, took);
     tracing::debug!(
         requests = seqs.len(),
-        micros = started.elapsed().as_micros() as u64,
+        micros = took.as_micros() as u64,
         "group committed"
     );
-    Ok(seqs)
+    Ok((seqs, synced))
 }

@@ -26,12 +26,14 @@ pub mod retention;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::{Metrics, Stage};
 use crate::store::{Accepted, IdempotencyRecord, Store, StoreError};
 use applier::Announce;
 use budget::Budget;
@@ -107,11 +109,21 @@ struct Pending {
     /// Its share of the byte budget, given back once it is applied (none for writers
     /// that wait for each write to be applied).
     share: Option<OwnedSemaphorePermit>,
-    done: oneshot::Sender<Result<u64, IngestError>>,
+    /// When it was queued.
+    queued: Instant,
+    done: oneshot::Sender<Result<Durable, IngestError>>,
 }
+
+/// A request's answer from the committer: its journal sequence, and when its group's
+/// sync finished.
+type Durable = (u64, Instant);
 
 /// Committed records on their way to the applier, in journal order.
 type Committed = Vec<(u64, Accepted)>;
+
+/// A committed group as the committer hands it to the applier: its records, and when
+/// its sync finished.
+type CommittedGroup = (Instant, Committed);
 
 /// Idempotency keys of committed requests not yet applied (after which the store has
 /// them), so a repeat in between is recognised without touching the store on the
@@ -156,18 +168,19 @@ pub struct Ingest {
     queue: mpsc::Sender<Pending>,
     applied: watch::Receiver<u64>,
     feed: Arc<ChangeFeed>,
+    metrics: Arc<Metrics>,
 }
 
 impl Ingest {
     /// Opens the journal and starts the committer and the applier on `tasks`, with
     /// `budget_bytes` for accepted writes not yet applied. The applier first replays
     /// what the journal holds beyond the pool, in bounded groups read from the journal
-    /// files as it goes.
+    /// files as it goes. Every stage is timed into `metrics`.
     pub fn start(
         store: Store,
         tasks: &TaskTracker,
         stop: CancellationToken,
-        budget_bytes: usize,
+        (budget_bytes, metrics): (usize, Arc<Metrics>),
     ) -> Result<Ingest, StoreError> {
         let (journal, mut replay) = store.open_journal()?;
         if replay.records() > 0 {
@@ -177,6 +190,8 @@ impl Ingest {
             );
         }
         let applied_seq = store.applied_seq()?;
+        metrics.applied(applied_seq);
+        metrics.committed(applied_seq + replay.records());
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
         let (to_applier, committed) = std::sync::mpsc::sync_channel(APPLY_QUEUE_GROUPS);
         let (applied_tx, applied_rx) = watch::channel(applied_seq);
@@ -188,13 +203,14 @@ impl Ingest {
         let committer_keys = unapplied.clone();
         let committer_budget = budget.clone();
         let committer_health = health.clone();
+        let committer_metrics = metrics.clone();
         tasks.spawn_blocking(move || {
             let run = || {
                 committer::run(
                     journal,
                     requests,
                     to_applier,
-                    (&committer_keys, &committer_budget),
+                    (&committer_keys, &committer_budget, &committer_metrics),
                 )
             };
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
@@ -203,13 +219,14 @@ impl Ingest {
         });
         let (flushed, flushes) = watch::channel(applied_seq);
         tasks.spawn(checkpoint::sync_and_release(store.clone(), flushes));
-        let checkpoint = Checkpoint::new(store.clone(), flushed);
+        let checkpoint = Checkpoint::new(store.clone(), flushed, metrics.clone());
         let announce = Announce {
             unapplied: unapplied.clone(),
             budget: budget.clone(),
             health: health.clone(),
             applied: applied_tx,
             feed: feed.clone(),
+            metrics: metrics.clone(),
         };
         let applier_store = store.clone();
         let applier_health = health.clone();
@@ -227,6 +244,7 @@ impl Ingest {
             queue,
             applied: applied_rx,
             feed,
+            metrics,
         })
     }
 
@@ -279,11 +297,15 @@ impl Ingest {
             .send(Pending {
                 accepted,
                 share,
+                queued: Instant::now(),
                 done,
             })
             .await
             .map_err(|_| IngestError::Stopped)?;
-        result.await.map_err(|_| IngestError::Stopped)?
+        let (seq, synced) = result.await.map_err(|_| IngestError::Stopped)??;
+        self.metrics
+            .stage_took(Stage::CommitReply, synced.elapsed());
+        Ok(seq)
     }
 
     /// Waits until journal record `seq` is applied to the pool (for callers that

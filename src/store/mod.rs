@@ -29,7 +29,7 @@ mod spool;
 mod wal;
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -134,6 +134,22 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     move |source| StoreError::Io { path, source }
 }
 
+/// Bytes the files under `dir` take on disk; a file removed while counting (a journal
+/// file a checkpoint released) counts nothing. Blocking.
+fn disk_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => disk_bytes(&entry.path()),
+            Ok(meta) => meta.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// The typed store; cheap to clone, shared by every task.
 #[derive(Clone)]
 pub struct Store {
@@ -224,6 +240,12 @@ impl Store {
     /// Writes everything to disk, as a checkpoint does; the last thing a shutdown does.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.blocking(|store| store.checkpoint().map(drop)).await
+    }
+
+    /// Bytes the pool (`db`) and the journal (`journal`) take on disk, by those names:
+    /// allocated blocks, so a preallocated journal file counts in full. Blocking.
+    pub fn disk_bytes(&self) -> [(&'static str, u64); 2] {
+        ["db", "journal"].map(|part| (part, disk_bytes(&self.inner.data_dir.join(part))))
     }
 
     /// Runs `work` (blocking store calls, such as an admin change with its durable

@@ -28,6 +28,7 @@ use super::{check_json_content_type, parse_json, AppState};
 use crate::auth::{verify_signature, SignatureError, DEFAULT_RATE_LIMIT};
 use crate::http::{read_limited, ApiError, ClientAddr, RequestId};
 use crate::ingest::Charge;
+use crate::metrics::Stage;
 use crate::model::{name_bytes, Connector, Dedup, StreamName, Upsert, Write};
 use crate::store::Accepted;
 
@@ -121,7 +122,7 @@ pub fn direct_webhook_stream<'a>(method: &Method, path: &'a str) -> Option<&'a s
 /// boxing: the ingest hot path. `request_id` and `client` come as arguments, not as
 /// request extensions.
 pub async fn webhook_direct(
-    state: AppState,
+    state: &AppState,
     request: Request,
     stream: String,
     request_id: RequestId,
@@ -130,7 +131,7 @@ pub async fn webhook_direct(
     let (parts, body) = request.into_parts();
     let path = (Some(stream), None);
     let request = PushRequest::new(parts.headers, body, path, request_id, Some(client));
-    serve(&state, Route::Webhook, request).await.into_response()
+    serve(state, Route::Webhook, request).await.into_response()
 }
 
 /// `POST /api/webhook/{stream}` and `…/batch`, with the key in a header or the URL.
@@ -181,9 +182,11 @@ async fn serve(state: &AppState, route: Route, request: PushRequest) -> Result<R
     let started = Instant::now();
     let result = accept(state, connector, presented, route, request).await;
     match &result {
-        Ok((_, items)) => state
-            .activity
-            .accepted(&connector.id, *items, started.elapsed()),
+        Ok((_, items)) => {
+            let took = started.elapsed();
+            state.metrics.ingest_took(took);
+            state.activity.accepted(&connector.id, *items, took);
+        }
         Err(error) => state.activity.refused(&connector.id, error),
     }
     result.map(|(response, _)| response)
@@ -248,7 +251,10 @@ async fn whole(
         ..
     } = request;
     check_json_content_type(&headers)?;
+    let reading = Instant::now();
     let raw = read_limited(&headers, body, MAX_BODY_BYTES).await?;
+    let parsing = Instant::now();
+    state.metrics.stage_took(Stage::ReadBody, parsing - reading);
     verify(connector, &headers, &raw)?;
     let parsed = match connector.spec.dedup {
         Some(Dedup::JsonPointer(_)) => Some(parse_json(&raw)?),
@@ -294,6 +300,7 @@ async fn whole(
         write: write_for(connector, upserts, deletes.unwrap_or_default()),
         idempotency,
     };
+    state.metrics.stage_took(Stage::Parse, parsing.elapsed());
     idempotency::submit_holding(state, accepted, Charge::OrRefuse(held_bytes), claim).await?;
     Ok((success(connector, body), items))
 }
