@@ -20,7 +20,7 @@ use crate::http::TrustedProxies;
 use crate::ingest::{retention, Ingest};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-use crate::{http, private_file};
+use crate::{http, private_file, systemd};
 
 /// Name of the file in the data dir that holds the admin token (mode 0600).
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -121,6 +121,7 @@ impl Server {
                 .await
                 .map_err(|_| AppError::Interrupted)??;
         let health = ingest.health();
+        let replayed = ingest.replayed();
         background.spawn(retention::run(self.store.clone(), shutdown.clone()));
         let activity = Arc::new(Activity::new(self.store.clone(), metrics.clone()));
         background.spawn(run_flusher(activity.clone(), stop_background.clone()));
@@ -160,11 +161,13 @@ impl Server {
             drain,
         );
         let listeners = TaskTracker::new();
+        let mut serving = Vec::new();
         for (listener, tls) in [(Some(self.https), Some(self.tls)), (self.http, None)] {
             let Some(listener) = listener else { continue };
             if let Ok(addr) = listener.local_addr() {
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 tracing::info!(%addr, scheme, "listening");
+                serving.push(format!("{scheme}://{addr}"));
             }
             listeners.spawn(http::serve(
                 listener,
@@ -174,6 +177,13 @@ impl Server {
                 shutdown.clone(),
             ));
         }
+        // The listeners answer from here on; systemd hears so once the journal is replayed.
+        background.spawn(systemd::ready_once_replayed(
+            replayed,
+            format!("serving {}", serving.join(" and ")),
+            shutdown.clone(),
+        ));
+        background.spawn(systemd::feed_watchdog(health.clone(), shutdown.clone()));
         // The listeners hold the only handles to the ingest pipeline from here on: once
         // they have drained, the committer and the applier finish and stop.
         drop(routes);
@@ -187,6 +197,7 @@ impl Server {
             }
         };
         tracing::info!("shutting down: draining requests in flight");
+        systemd::stopping().await;
         if tokio::time::timeout(drain + TASK_GRACE, listeners.wait())
             .await
             .is_err()

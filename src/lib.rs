@@ -20,6 +20,7 @@
 //! - [`model`]: streams, connectors, and the JSON documents that describe them.
 //! - [`private_file`]: writing files only the service user may read.
 //! - [`store`]: persistence; the only module that touches sled.
+//! - [`systemd`]: readiness, watchdog and stopping notices for a `Type=notify` unit.
 
 pub mod api;
 pub mod app;
@@ -34,3 +35,4 @@ pub mod metrics;
 pub mod model;
 pub mod private_file;
 pub mod store;
+pub mod systemd;

@@ -13,10 +13,19 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::ServerOptions;
 
+/// What `--version` prints after the name: the release and the git commit it was built
+/// from ("unknown" when built outside a git checkout), to tell exactly what runs.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("DATAPOOL_GIT_HASH"),
+    ")"
+);
+
 /// datapool: webhooks, an ingest API, SQL and file pollers into one live DataPool,
 /// served to displays and dashboards. One binary, no other service needed.
 #[derive(Debug, Parser)]
-#[command(name = "datapool", version, propagate_version = true)]
+#[command(name = "datapool", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

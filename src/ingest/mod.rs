@@ -25,6 +25,7 @@ mod pacer;
 pub mod retention;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -103,6 +104,21 @@ impl From<StoreError> for IngestError {
     }
 }
 
+/// Waits until the applied mark reaches `seq`, or fails once writes stop being applied.
+async fn applied(
+    mut applied: watch::Receiver<u64>,
+    health: Arc<Health>,
+    seq: u64,
+) -> Result<(), IngestError> {
+    tokio::select! {
+        done = applied.wait_for(|done| *done >= seq) => {
+            done.map_err(|_| IngestError::Stopped)?;
+            Ok(())
+        }
+        error = health.failing() => Err(error),
+    }
+}
+
 /// A request waiting for its group commit.
 struct Pending {
     accepted: Accepted,
@@ -167,6 +183,9 @@ pub struct Ingest {
     health: Arc<Health>,
     queue: mpsc::Sender<Pending>,
     applied: watch::Receiver<u64>,
+    /// The last journal sequence there was to replay at start (the applied mark when
+    /// there was none).
+    replay_end: u64,
     feed: Arc<ChangeFeed>,
     metrics: Arc<Metrics>,
 }
@@ -190,8 +209,10 @@ impl Ingest {
             );
         }
         let applied_seq = store.applied_seq()?;
+        // Journal sequences follow each other without gaps (opening checks that).
+        let replay_end = applied_seq.saturating_add(replay.records());
         metrics.applied(applied_seq);
-        metrics.committed(applied_seq + replay.records());
+        metrics.committed(replay_end);
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
         let (to_applier, committed) = std::sync::mpsc::sync_channel(APPLY_QUEUE_GROUPS);
         let (applied_tx, applied_rx) = watch::channel(applied_seq);
@@ -243,6 +264,7 @@ impl Ingest {
             health,
             queue,
             applied: applied_rx,
+            replay_end,
             feed,
             metrics,
         })
@@ -312,14 +334,14 @@ impl Ingest {
     /// answer only once their change is visible, such as deletes); fails at once when
     /// writes stop being applied.
     pub async fn applied(&self, seq: u64) -> Result<(), IngestError> {
-        let mut applied = self.applied.clone();
-        tokio::select! {
-            done = applied.wait_for(|done| *done >= seq) => {
-                done.map_err(|_| IngestError::Stopped)?;
-                Ok(())
-            }
-            error = self.health.failing() => Err(error),
-        }
+        applied(self.applied.clone(), self.health.clone(), seq).await
+    }
+
+    /// Resolves once what the journal held at start is applied, so reads show every
+    /// write accepted before the restart; fails when writes stop being applied. Holds
+    /// no handle on the pipeline, so it does not keep it from stopping.
+    pub fn replayed(&self) -> impl Future<Output = Result<(), IngestError>> + Send + 'static {
+        applied(self.applied.clone(), self.health.clone(), self.replay_end)
     }
 
     /// Whether accepted writes are being applied, for `/readyz`.
