@@ -5,6 +5,7 @@
 //! Under load it starts a commit at most every [`MIN_COMMIT_INTERVAL`] (see
 //! [`Pacer`]): an `fdatasync` costs tens of microseconds of CPU whatever it carries.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
@@ -25,12 +26,13 @@ const MIN_COMMIT_INTERVAL: Duration = Duration::from_micros(500);
 /// Runs on its own thread (it blocks on the journal) until every [`super::Ingest`]
 /// handle is gone, then returns once the queue is empty (dropping `to_applier`, which
 /// lets the applier finish). A committed group's idempotency keys go to `unapplied` and
-/// its shares of the byte budget to `budget`, until it is applied.
+/// its shares of the byte budget to `budget`, until it is applied; its last sequence
+/// goes to `acknowledged` before any of its requests is answered.
 pub(super) fn run(
     mut journal: Wal,
     mut requests: mpsc::Receiver<Pending>,
     to_applier: SyncSender<Committed>,
-    (unapplied, budget): (&UnappliedKeys, &Budget),
+    marks: Marks<'_>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut pacer = Pacer::new(MIN_COMMIT_INTERVAL);
@@ -46,9 +48,20 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        commit_group(&mut journal, &mut group, &to_applier, (unapplied, budget));
+        commit_group(&mut journal, &mut group, &to_applier, marks);
     }
     tracing::debug!("committer stopped: no more writers");
+}
+
+/// What the committer keeps up to date besides the journal.
+#[derive(Clone, Copy)]
+pub(super) struct Marks<'a> {
+    /// Idempotency keys of committed records not yet applied.
+    pub(super) unapplied: &'a UnappliedKeys,
+    /// The byte budget, holding committed records' shares until they are applied.
+    pub(super) budget: &'a Budget,
+    /// The last sequence committed and acknowledged (or about to be).
+    pub(super) acknowledged: &'a AtomicU64,
 }
 
 /// Commits `group` (drained) and answers each request. A group the journal refuses
@@ -58,7 +71,7 @@ fn commit_group(
     journal: &mut Wal,
     group: &mut Vec<Pending>,
     to_applier: &SyncSender<Committed>,
-    (unapplied, budget): (&UnappliedKeys, &Budget),
+    marks: Marks<'_>,
 ) {
     let (accepted, waiting): (Vec<Accepted>, Vec<_>) = group
         .drain(..)
@@ -68,10 +81,13 @@ fn commit_group(
     match commit(journal, &accepted) {
         Ok(seqs) => {
             let records: Committed = seqs.into_iter().zip(accepted).collect();
-            unapplied.add(&records);
+            marks.unapplied.add(&records);
             let (shares, replies): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
             if let Some((last, _)) = records.last() {
-                budget.hold(*last, shares.into_iter().flatten().collect());
+                marks
+                    .budget
+                    .hold(*last, shares.into_iter().flatten().collect());
+                marks.acknowledged.store(*last, Ordering::Release);
             }
             for (reply, (seq, _)) in replies.into_iter().zip(&records) {
                 let _ = reply.send(Ok(*seq));
@@ -89,7 +105,7 @@ fn commit_group(
                     share,
                     done,
                 }];
-                commit_group(journal, &mut one, to_applier, (unapplied, budget));
+                commit_group(journal, &mut one, to_applier, marks);
             }
         }
         Err(StoreError::RecordTooLarge { bytes, max }) => {

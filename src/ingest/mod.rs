@@ -25,6 +25,7 @@ mod pacer;
 pub mod retention;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
@@ -155,6 +156,8 @@ pub struct Ingest {
     health: Arc<Health>,
     queue: mpsc::Sender<Pending>,
     applied: watch::Receiver<u64>,
+    /// The last journal sequence acknowledged to a writer.
+    acknowledged: Arc<AtomicU64>,
     feed: Arc<ChangeFeed>,
 }
 
@@ -188,15 +191,15 @@ impl Ingest {
         let committer_keys = unapplied.clone();
         let committer_budget = budget.clone();
         let committer_health = health.clone();
+        let acknowledged = Arc::new(AtomicU64::new(journal.last_seq()));
+        let committer_acknowledged = acknowledged.clone();
         tasks.spawn_blocking(move || {
-            let run = || {
-                committer::run(
-                    journal,
-                    requests,
-                    to_applier,
-                    (&committer_keys, &committer_budget),
-                )
+            let marks = committer::Marks {
+                unapplied: &committer_keys,
+                budget: &committer_budget,
+                acknowledged: &committer_acknowledged,
             };
+            let run = || committer::run(journal, requests, to_applier, marks);
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
                 committer_health.report_death("committer");
             }
@@ -226,6 +229,7 @@ impl Ingest {
             health,
             queue,
             applied: applied_rx,
+            acknowledged,
             feed,
         })
     }
@@ -298,6 +302,14 @@ impl Ingest {
             }
             error = self.health.failing() => Err(error),
         }
+    }
+
+    /// Waits until every write acknowledged so far is applied to the pool (for a backup,
+    /// which must hold every write acknowledged before it started); fails at once when
+    /// writes stop being applied.
+    pub async fn caught_up(&self) -> Result<(), IngestError> {
+        self.applied(self.acknowledged.load(Ordering::Acquire))
+            .await
     }
 
     /// Whether accepted writes are being applied, for `/readyz`.

@@ -25,13 +25,14 @@ mod codec;
 mod journal;
 mod pool;
 mod read_keys;
+mod snapshot;
 mod spool;
 mod wal;
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
@@ -41,6 +42,7 @@ use codec::{decode, encode, Sealer};
 
 pub use journal::{Accepted, IdempotencyRecord};
 pub use pool::StreamStats;
+pub use snapshot::SnapshotSink;
 pub use spool::Spool;
 pub use wal::{Replay, Wal, MAX_RECORD_BYTES, MAX_WRITE_BYTES};
 
@@ -157,6 +159,9 @@ struct Inner {
     /// The data dir: sled lives in `db/`, the journal in `journal/`.
     data_dir: PathBuf,
     sealer: Sealer,
+    /// Read by writers that change several trees together, written by a snapshot
+    /// (see [`Store::snapshot`]).
+    gate: RwLock<()>,
     /// Held for the store's lifetime: the OS releases the lock when the process ends.
     _lock: File,
 }
@@ -216,6 +221,7 @@ impl Store {
                 db,
                 data_dir: data_dir.to_owned(),
                 sealer,
+                gate: RwLock::new(()),
                 _lock: lock,
             }),
         })
@@ -244,6 +250,7 @@ impl Store {
     /// checkpoint, which only ingest triggers. Every admin-mutating method goes through
     /// here. Blocking.
     fn durably<T>(&self, change: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let _writing = self.writing();
         let done = change()?;
         self.inner.db.flush()?;
         journal::sync_files(&self.inner.data_dir.join("db"))?;

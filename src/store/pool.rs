@@ -265,6 +265,7 @@ impl Store {
         let Some((last_seq, _)) = records.last() else {
             return Ok(Vec::new());
         };
+        let _writing = self.writing();
         if self.changes_nothing(records)? {
             // A sled transaction writes out sled's log buffer; a pass that changes
             // nothing needs only the applied mark, and losing that in a crash just
