@@ -27,6 +27,7 @@ mod pool;
 mod read_keys;
 mod snapshot;
 mod spool;
+mod sweep;
 mod wal;
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
@@ -44,6 +45,7 @@ pub use journal::{Accepted, IdempotencyRecord};
 pub use pool::StreamStats;
 pub use snapshot::SnapshotSink;
 pub use spool::Spool;
+pub use sweep::SweepStep;
 pub use wal::{Replay, Wal, MAX_RECORD_BYTES, MAX_WRITE_BYTES};
 
 /// The layout this binary writes. A data dir with a newer one is refused: it was
