@@ -313,6 +313,19 @@ async fn a_forced_restore_replaces_a_stopped_servers_data() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut server, file) = server_and_backup(dir.path()).await;
     let token = server.token();
+    let (_, read_key) = issue_read_key(&server, &json!({"name": "wall"})).await;
+    for (key, status) in [
+        (Some(read_key.as_str()), StatusCode::FORBIDDEN),
+        (None, StatusCode::UNAUTHORIZED),
+    ] {
+        let refused = server
+            .call(Method::GET, "/api/admin/backup", key, None)
+            .await;
+        assert_eq!(
+            refused.status, status,
+            "only the admin token may take a backup"
+        );
+    }
     let deleted = server
         .admin(Method::DELETE, "/api/streams/sales/items/one", None)
         .await;
