@@ -23,7 +23,8 @@ use crate::store::{Spool, Store};
 
 /// The media type of a backup file.
 pub const BACKUP_MEDIA_TYPE: &str = "application/vnd.datapool.backup";
-/// Bytes read from the spool file per chunk of the response.
+/// Bytes read from the spool file per chunk of the response, and buffered while writing
+/// it: a few hundred KiB keep system calls few without holding much memory.
 const CHUNK_BYTES: usize = 256 * 1024;
 
 /// `GET /api/admin/backup` → 200 with the backup file as the body.
@@ -59,7 +60,7 @@ pub async fn backup(State(state): State<AppState>) -> Result<Response, ApiError>
 /// the counts and the size. Blocking.
 fn take(store: &Store) -> Result<(Spool, std::fs::File, Counts, u64), BackupError> {
     let (spool, file) = store.spool()?;
-    let (out, counts, bytes) = backup::write(store, BufWriter::new(file))?;
+    let (out, counts, bytes) = backup::write(store, BufWriter::with_capacity(CHUNK_BYTES, file))?;
     let mut file = out.into_inner().map_err(IntoInnerError::into_error)?;
     file.rewind()?;
     Ok((spool, file, counts, bytes))
