@@ -13,6 +13,8 @@
 //!   router, request ids and the one error body every failure uses.
 //! - [`api`]: request handlers: operations probes and the admin API.
 //! - [`auth`]: credential formats, hashing and the failed-authentication limiter.
+//! - [`backup`]: the backup file: a consistent snapshot of the store and the data dir's
+//!   secret files, written by a running server and restored offline.
 //! - [`ingest`]: the durable path of a write: group commit to the journal, then the
 //!   applier into the pool and the change log.
 //! - [`metrics`]: what the server counts, and `/metrics` in OpenMetrics text.
@@ -25,6 +27,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod connectors;

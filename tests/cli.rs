@@ -1,12 +1,13 @@
-//! The command line: connector commands against a running server, and check-config's
-//! view of the layered configuration.
+//! The command line: connector and stream commands against a running server, exit
+//! statuses and errors, and check-config's view of the layered configuration.
 
 mod common;
 
 use std::process::Output;
 
-use common::{run, TestServer};
-use serde_json::Value;
+use common::{create_connector, run, send, webhook, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -98,7 +99,7 @@ async fn connector_commands_drive_the_admin_api() {
     let deleted = server.cli(&["connector", "delete", &id], None);
     assert!(deleted.status.success(), "{}", stderr(&deleted));
     let missing = server.cli(&["connector", "show", &id], None);
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.status.code(), Some(3), "not found");
     assert!(
         stderr(&missing).contains("404 NOT_FOUND"),
         "{}",
@@ -146,7 +147,7 @@ async fn a_connector_document_can_come_from_a_file() {
         ],
         None,
     );
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(4), "refused");
     assert!(
         stderr(&refused).contains("INVALID_PAYLOAD"),
         "{}",
@@ -167,7 +168,7 @@ async fn client_commands_explain_a_missing_token_and_a_wrong_one() {
         ],
         &[],
     );
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2), "a usage error");
     assert!(
         stderr(&output).contains("no admin token"),
         "{}",
@@ -183,7 +184,7 @@ async fn client_commands_explain_a_missing_token_and_a_wrong_one() {
         ],
         None,
     );
-    assert_eq!(wrong.status.code(), Some(1));
+    assert_eq!(wrong.status.code(), Some(4), "refused");
     assert!(
         stderr(&wrong).contains("401 UNAUTHORIZED"),
         "{}",
@@ -335,4 +336,211 @@ fn a_command_that_hangs_fails_its_test() {
     let mut command = std::process::Command::new("sh");
     command.args(["-c", "echo started; sleep 30"]);
     common::output_within(command, "", std::time::Duration::from_millis(300));
+}
+
+/// Item ids with every character a URL treats specially, and more.
+const AWKWARD_IDS: [&str; 3] = ["a/b?c#d%e f", "ünï+cødé", "plain"];
+
+/// A server with a webhook connector on `sales` holding one item per [`AWKWARD_IDS`],
+/// `{"id": id, "n": index}`.
+async fn server_with_awkward_items() -> TestServer {
+    let server = TestServer::start().await;
+    let doc = json!({"name": "Sales", "type": "webhook", "stream": "sales", "itemKey": "id"});
+    let (_, key) = create_connector(&server, &doc).await;
+    let items: Vec<Value> = AWKWARD_IDS
+        .iter()
+        .enumerate()
+        .map(|(n, id)| json!({"id": id, "n": n}))
+        .collect();
+    let pushed = send(webhook(&server, "sales", &key).json(&items)).await;
+    assert_eq!(pushed.status, StatusCode::ACCEPTED, "{}", pushed.body);
+    common::eventually(common::EVENTUALLY, "the items to be applied", async || {
+        let listed = server.cli(&["stream", "list", "--json"], None);
+        let streams = json_of(&listed);
+        (streams["streams"][0]["itemCount"] == 3).then_some(())
+    })
+    .await;
+    server
+}
+
+#[tokio::test]
+async fn stream_commands_read_and_delete_items_whatever_their_ids() {
+    let server = server_with_awkward_items().await;
+
+    let table = stdout(&server.cli(&["stream", "list"], None));
+    let row = table.lines().nth(1).expect("a row");
+    assert!(row.starts_with("sales") && row.contains(" 3 "), "{table}");
+
+    let all = json_of(&server.cli(
+        &[
+            "stream", "items", "sales", "--all", "--limit", "1", "--json",
+        ],
+        None,
+    ));
+    let mut ids: Vec<&str> = all["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|item| item["id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = AWKWARD_IDS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "--all follows the cursors page by page");
+    assert_eq!(all["nextCursor"], Value::Null);
+
+    let page = json_of(&server.cli(
+        &["stream", "items", "sales", "--limit", "2", "--json"],
+        None,
+    ));
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    let cursor = page["nextCursor"].as_str().expect("a next page");
+    let rest = json_of(&server.cli(
+        &["stream", "items", "sales", "--cursor", cursor, "--json"],
+        None,
+    ));
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
+
+    for (n, id) in AWKWARD_IDS.iter().enumerate() {
+        let item = json_of(&server.cli(&["stream", "get", "sales", id], None));
+        assert_eq!(item["id"], *id);
+        assert_eq!(item["fields"], json!({"id": id, "n": n}), "{id}");
+    }
+
+    let deleted = server.cli(&["stream", "delete", "sales", AWKWARD_IDS[0]], None);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let gone = server.cli(&["--json", "stream", "get", "sales", AWKWARD_IDS[0]], None);
+    assert_eq!(gone.status.code(), Some(3), "{}", stderr(&gone));
+    let error: Value = serde_json::from_slice(&gone.stderr).expect("a JSON error on stderr");
+    assert_eq!(error["error"]["code"], "NOT_FOUND");
+    assert_eq!(error["error"]["status"], 404);
+    assert!(gone.stdout.is_empty(), "{}", stdout(&gone));
+    let left = json_of(&server.cli(&["stream", "items", "sales", "--json"], None));
+    assert_eq!(left["items"].as_array().map(Vec::len), Some(2));
+}
+
+/// The JSON error a command printed on stderr.
+fn json_error(output: &Output) -> Value {
+    serde_json::from_slice(&output.stderr)
+        .unwrap_or_else(|_| panic!("stderr is not JSON: {}", stderr(output)))
+}
+
+#[tokio::test]
+async fn exit_statuses_tell_usage_not_found_refused_and_failure_apart() {
+    let server = TestServer::start().await;
+
+    let usage = server.cli(&["connector", "list", "--no-such-flag"], None);
+    assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
+    let usage = server.cli(&["--json", "connector", "list", "--no-such-flag"], None);
+    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(json_error(&usage)["error"]["code"], "USAGE");
+    let not_json = server.cli(
+        &["--json", "connector", "update", "c_x", "--file", "-"],
+        Some("{not json"),
+    );
+    assert_eq!(not_json.status.code(), Some(2), "{}", stderr(&not_json));
+    assert_eq!(json_error(&not_json)["error"]["code"], "USAGE");
+
+    let missing = server.cli(&["--json", "connector", "show", "c_missing"], None);
+    assert_eq!(missing.status.code(), Some(3));
+    assert_eq!(json_error(&missing)["error"]["code"], "NOT_FOUND");
+
+    let bad_token = "at_000000000000_0000000000000000000000000000000000000000";
+    let unauthorized = server.cli(&["--json", "stream", "list", "--token", bad_token], None);
+    assert_eq!(unauthorized.status.code(), Some(4));
+    let error = json_error(&unauthorized);
+    assert_eq!(error["error"]["code"], "UNAUTHORIZED");
+    assert!(error["error"]["requestId"].as_str().is_some(), "{error}");
+    let invalid = server.cli(
+        &[
+            "--json",
+            "connector",
+            "create",
+            "--name",
+            "X",
+            "--type",
+            "nope",
+            "--stream",
+            "s",
+        ],
+        None,
+    );
+    assert_eq!(invalid.status.code(), Some(4));
+    assert_eq!(json_error(&invalid)["error"]["code"], "INVALID_PAYLOAD");
+
+    let unreachable = run(
+        &[
+            "--json",
+            "--url",
+            "https://127.0.0.1:1",
+            "--token",
+            bad_token,
+            "stream",
+            "list",
+        ],
+        &[],
+    );
+    assert_eq!(
+        unreachable.status.code(),
+        Some(1),
+        "{}",
+        stderr(&unreachable)
+    );
+    let error = json_error(&unreachable);
+    assert_eq!(error["error"]["code"], "UNREACHABLE");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot reach")),
+        "{error}"
+    );
+
+    let help = run(&["--help"], &[]);
+    assert!(help.status.success());
+    let text = stdout(&help);
+    for line in [
+        "Exit status:",
+        "2  usage",
+        "3  not found",
+        "4  refused",
+        "1  failure",
+    ] {
+        assert!(text.contains(line), "--help lacks {line:?}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_file_keeps_the_token_off_the_command_line() {
+    let server = TestServer::start().await;
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let token_file = elsewhere.path().join("token");
+    std::fs::write(&token_file, format!("{}\n", server.token())).expect("write");
+    let url = format!("https://{}", server.https);
+    let cert = server.cert_file();
+    let client_args = |token_file: &str| {
+        vec![
+            "--url".to_owned(),
+            url.clone(),
+            "--ca-cert".to_owned(),
+            cert.to_str().expect("utf-8").to_owned(),
+            "--data-dir".to_owned(),
+            elsewhere.path().to_str().expect("utf-8").to_owned(),
+            "--token-file".to_owned(),
+            token_file.to_owned(),
+            "connector".to_owned(),
+            "list".to_owned(),
+        ]
+    };
+    let args = client_args(token_file.to_str().expect("utf-8"));
+    let listed = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+
+    let args = client_args("/nonexistent/token");
+    let missing = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("--token-file"),
+        "{}",
+        stderr(&missing)
+    );
 }

@@ -462,7 +462,12 @@ async fn read_key_commands_drive_the_admin_api() {
         StatusCode::UNAUTHORIZED
     );
     let again = server.cli(&["read-key", "delete", &id], None);
-    assert_eq!(again.status.code(), Some(1), "{}", stdout(&again));
+    assert_eq!(
+        again.status.code(),
+        Some(3),
+        "not found: {}",
+        stdout(&again)
+    );
     assert!(stderr(&again).contains("404"), "{}", stderr(&again));
 }
 

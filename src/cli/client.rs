@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use url::Url;
 
 use super::GlobalArgs;
 use crate::app::ADMIN_TOKEN_FILE;
@@ -24,6 +25,36 @@ pub struct AdminClient {
     token: String,
     /// Print raw JSON for scripts instead of tables.
     pub json: bool,
+}
+
+/// A path of the server's API with its query, each segment percent-encoded when the
+/// URL is built, so that ids holding `/`, `?`, `#`, `%` or spaces reach the server whole.
+#[derive(Debug, Default)]
+pub struct ApiPath {
+    segments: Vec<String>,
+    query: Vec<(String, String)>,
+}
+
+impl ApiPath {
+    /// The path of these segments, e.g. `["api", "admin", "connectors"]`.
+    pub fn new<'a>(segments: impl IntoIterator<Item = &'a str>) -> Self {
+        ApiPath {
+            segments: segments.into_iter().map(str::to_owned).collect(),
+            query: Vec::new(),
+        }
+    }
+
+    /// This path with one more segment.
+    pub fn segment(mut self, segment: &str) -> Self {
+        self.segments.push(segment.to_owned());
+        self
+    }
+
+    /// This path with a query parameter.
+    pub fn query(mut self, name: &str, value: impl ToString) -> Self {
+        self.query.push((name.to_owned(), value.to_string()));
+        self
+    }
 }
 
 /// An error answer from the server, shown as `CODE: message (request req_…)`.
@@ -50,6 +81,29 @@ impl fmt::Display for ApiFailure {
 
 impl std::error::Error for ApiFailure {}
 
+impl ApiFailure {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The error as the server's error body shows it, with the status beside.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({"error": {
+            "code": self.code,
+            "message": self.message,
+            "requestId": self.request_id,
+            "status": self.status.as_u16(),
+        }})
+    }
+}
+
+/// A command used wrongly: flags that do not fit, a document that cannot be read, no
+/// admin token to be found. Exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
 /// Builds the client from the global flags and runs `command` with it on a runtime.
 pub fn run<F, Fut>(global: &GlobalArgs, command: F) -> anyhow::Result<()>
 where
@@ -67,9 +121,13 @@ where
 impl AdminClient {
     fn new(global: &GlobalArgs) -> anyhow::Result<Self> {
         let data_dir = Config::data_dir(global.config.as_deref(), global.data_dir.clone())?;
-        let token = match &global.token {
-            Some(token) => token.trim().to_owned(),
-            None => read_token(&data_dir.join(ADMIN_TOKEN_FILE))?,
+        let token = match (&global.token_file, &global.token) {
+            (Some(file), _) => read_token(file, "cannot read the --token-file")?,
+            (None, Some(token)) => token.trim().to_owned(),
+            (None, None) => read_token(
+                &data_dir.join(ADMIN_TOKEN_FILE),
+                "no admin token: pass --token-file, set DATAPOOL_TOKEN, or point --data-dir at the server's data dir; cannot read",
+            )?,
         };
         let mut builder = reqwest::Client::builder().use_rustls_tls();
         if global.insecure {
@@ -103,7 +161,7 @@ impl AdminClient {
     pub async fn call(
         &self,
         method: Method,
-        path: &str,
+        path: &ApiPath,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
         self.call_within(method, path, body, REQUEST_TIMEOUT).await
@@ -113,16 +171,12 @@ impl AdminClient {
     pub async fn call_within(
         &self,
         method: Method,
-        path: &str,
+        path: &ApiPath,
         body: Option<&Value>,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self
-            .http
-            .request(method, &url)
-            .bearer_auth(&self.token)
-            .timeout(timeout);
+        let url = self.url(path)?;
+        let mut request = self.request(method, &url).timeout(timeout);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -143,23 +197,47 @@ impl AdminClient {
         if status.is_success() {
             return Ok(body);
         }
-        let field = |name: &str| body["error"][name].as_str().unwrap_or("?").to_owned();
-        Err(ApiFailure {
-            status,
-            code: field("code"),
-            message: field("message"),
-            request_id: field("requestId"),
+        Err(failure(status, &body).into())
+    }
+
+    /// A request to `url` with the admin token, for answers read another way than as
+    /// JSON (a backup file).
+    pub fn request(&self, method: Method, url: &Url) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url.clone())
+            .bearer_auth(&self.token)
+    }
+
+    /// The URL of `path` on the server, its segments percent-encoded.
+    pub fn url(&self, path: &ApiPath) -> anyhow::Result<Url> {
+        let mut url =
+            Url::parse(&self.base).map_err(|e| Usage(format!("--url {}: {e}", self.base)))?;
+        url.path_segments_mut()
+            .map_err(|()| Usage(format!("--url {} cannot be a base URL", self.base)))?
+            .pop_if_empty()
+            .extend(&path.segments);
+        if !path.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&path.query);
         }
-        .into())
+        Ok(url)
     }
 }
 
-fn read_token(path: &Path) -> anyhow::Result<String> {
-    let token = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "no admin token: pass --token, set DATAPOOL_TOKEN, or point --data-dir at the server's data dir (cannot read {})",
-            path.display()
-        )
-    })?;
-    Ok(token.trim().to_owned())
+/// The server's error answer `body` with `status`, as an [`ApiFailure`].
+pub fn failure(status: StatusCode, body: &Value) -> ApiFailure {
+    let field = |name: &str| body["error"][name].as_str().unwrap_or("?").to_owned();
+    ApiFailure {
+        status,
+        code: field("code"),
+        message: field("message"),
+        request_id: field("requestId"),
+    }
+}
+
+/// The token in `path`; a [`Usage`] error starting with `problem` when it cannot be read.
+fn read_token(path: &Path, problem: &str) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(token) => Ok(token.trim().to_owned()),
+        Err(e) => Err(Usage(format!("{problem} {}: {e}", path.display())).into()),
+    }
 }

@@ -5,12 +5,11 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::client::{AdminClient, REQUEST_TIMEOUT};
+use super::client::{AdminClient, ApiPath, Usage, REQUEST_TIMEOUT};
 use crate::model::SqlSettings;
 
 /// Connector commands.
@@ -87,8 +86,9 @@ pub enum ConnectorCommand {
 
 /// Runs one connector command.
 pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Result<()> {
-    let path = |id: &str, action: &str| format!("/api/admin/connectors/{id}{action}");
-    let (method, url, body) = match &command {
+    let all = || ApiPath::new(CONNECTORS);
+    let one = |id: &str| all().segment(id);
+    let (method, path, body) = match &command {
         ConnectorCommand::Create {
             name,
             kind,
@@ -106,28 +106,30 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
                     doc
                 }
             };
-            (Method::POST, "/api/admin/connectors".to_owned(), Some(doc))
+            (Method::POST, all(), Some(doc))
         }
-        ConnectorCommand::List => (Method::GET, "/api/admin/connectors".to_owned(), None),
-        ConnectorCommand::Show { id } => (Method::GET, path(id, ""), None),
+        ConnectorCommand::List => (Method::GET, all(), None),
+        ConnectorCommand::Show { id } => (Method::GET, one(id), None),
         ConnectorCommand::Update { id, file } => {
-            (Method::PATCH, path(id, ""), Some(read_document(file)?))
+            (Method::PATCH, one(id), Some(read_document(file)?))
         }
-        ConnectorCommand::Enable { id } => (Method::POST, path(id, "/enable"), None),
-        ConnectorCommand::Disable { id } => (Method::POST, path(id, "/disable"), None),
-        ConnectorCommand::Delete { id } => (Method::DELETE, path(id, ""), None),
-        ConnectorCommand::RotateKey { id } => (Method::POST, path(id, "/rotate-key"), None),
-        ConnectorCommand::Test { id } => (Method::POST, path(id, "/test"), None),
-        ConnectorCommand::Logs { id, limit } => {
-            (Method::GET, path(id, &format!("/logs?limit={limit}")), None)
-        }
+        ConnectorCommand::Enable { id } => (Method::POST, one(id).segment("enable"), None),
+        ConnectorCommand::Disable { id } => (Method::POST, one(id).segment("disable"), None),
+        ConnectorCommand::Delete { id } => (Method::DELETE, one(id), None),
+        ConnectorCommand::RotateKey { id } => (Method::POST, one(id).segment("rotate-key"), None),
+        ConnectorCommand::Test { id } => (Method::POST, one(id).segment("test"), None),
+        ConnectorCommand::Logs { id, limit } => (
+            Method::GET,
+            one(id).segment("logs").query("limit", limit),
+            None,
+        ),
     };
     let wait = match &command {
-        ConnectorCommand::Test { id } => test_wait(&client, &path(id, "")).await?,
+        ConnectorCommand::Test { id } => test_wait(&client, &one(id)).await?,
         _ => REQUEST_TIMEOUT,
     };
     let answer = client
-        .call_within(method, &url, body.as_ref(), wait)
+        .call_within(method, &path, body.as_ref(), wait)
         .await?;
     if client.json {
         if !answer.is_null() {
@@ -153,7 +155,7 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
 /// How long `connector test` waits for the connector at `path`: past the longest run
 /// its settings allow, so a slow database shows as the server's classified error
 /// (connect timeout, query timeout), not as the client giving up first.
-async fn test_wait(client: &AdminClient, path: &str) -> anyhow::Result<Duration> {
+async fn test_wait(client: &AdminClient, path: &ApiPath) -> anyhow::Result<Duration> {
     let shown = client.call(Method::GET, path, None).await?;
     let longest = serde_json::from_value::<SqlSettings>(shown["connector"]["settings"].clone())
         .map_or(Duration::ZERO, |settings| settings.longest_run());
@@ -193,22 +195,29 @@ fn print_test(test: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_document(file: &PathBuf) -> anyhow::Result<Value> {
+/// The JSON object in `file` (`-`: standard input); a [`Usage`] error when it cannot be
+/// read or is not one.
+fn read_document(file: &PathBuf) -> Result<Value, Usage> {
     let text = if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .context("reading standard input")?;
+            .map_err(|e| Usage(format!("reading standard input: {e}")))?;
         text
     } else {
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+        std::fs::read_to_string(file)
+            .map_err(|e| Usage(format!("cannot read {}: {e}", file.display())))?
     };
-    let doc: Value = serde_json::from_str(&text).context("the document is not valid JSON")?;
+    let doc: Value = serde_json::from_str(&text)
+        .map_err(|e| Usage(format!("the document is not valid JSON: {e}")))?;
     if !doc.is_object() {
-        bail!("the document must be a JSON object");
+        return Err(Usage("the document must be a JSON object".into()));
     }
     Ok(doc)
 }
+
+/// The connectors' collection in the admin API.
+const CONNECTORS: [&str; 3] = ["api", "admin", "connectors"];
 
 /// Columns of `connector list`: title and field.
 const CONNECTOR_COLUMNS: [(&str, &str); 6] = [
@@ -230,7 +239,8 @@ const LOG_COLUMNS: [(&str, &str); 5] = [
     ("MESSAGE", "message"),
 ];
 
-fn rows(list: &Value) -> &[Value] {
+/// The objects of a JSON array (none for anything else).
+pub fn rows(list: &Value) -> &[Value] {
     list.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 

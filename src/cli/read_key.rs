@@ -4,7 +4,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::client::AdminClient;
+use super::client::{AdminClient, ApiPath};
 use super::connector::print_table;
 
 /// Read key commands.
@@ -28,6 +28,9 @@ pub enum ReadKeyCommand {
     },
 }
 
+/// The read keys' collection in the admin API.
+const READ_KEYS: [&str; 3] = ["api", "admin", "read-keys"];
+
 /// Columns of `read-key list`.
 const COLUMNS: [(&str, &str); 5] = [
     ("ID", "id"),
@@ -45,11 +48,11 @@ pub async fn run(client: AdminClient, command: ReadKeyCommand) -> anyhow::Result
             if !streams.is_empty() {
                 doc["streams"] = json!(streams);
             }
-            (Method::POST, "/api/admin/read-keys".to_owned(), Some(doc))
+            (Method::POST, ApiPath::new(READ_KEYS), Some(doc))
         }
-        ReadKeyCommand::List => (Method::GET, "/api/admin/read-keys".to_owned(), None),
+        ReadKeyCommand::List => (Method::GET, ApiPath::new(READ_KEYS), None),
         ReadKeyCommand::Delete { id } => {
-            (Method::DELETE, format!("/api/admin/read-keys/{id}"), None)
+            (Method::DELETE, ApiPath::new(READ_KEYS).segment(id), None)
         }
     };
     let answer = client.call(method, &path, body.as_ref()).await?;

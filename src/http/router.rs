@@ -138,6 +138,7 @@ fn router(state: AppState) -> Router {
             get(admin::read_keys::list).post(admin::read_keys::create),
         )
         .route("/read-keys/{id}", delete(admin::read_keys::delete))
+        .route("/backup", get(admin::backup::backup))
         .route_layer(from_fn(read_admin_body))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     Router::new()

@@ -5,6 +5,7 @@
 //! Under load it starts a commit at most every [`MIN_COMMIT_INTERVAL`] (see
 //! [`Pacer`]): an `fdatasync` costs tens of microseconds of CPU whatever it carries.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
@@ -26,13 +27,14 @@ const MIN_COMMIT_INTERVAL: Duration = Duration::from_micros(500);
 /// Runs on its own thread (it blocks on the journal) until every [`super::Ingest`]
 /// handle is gone, then returns once the queue is empty (dropping `to_applier`, which
 /// lets the applier finish). A committed group's idempotency keys go to `unapplied` and
-/// its shares of the byte budget to `budget`, until it is applied; its stages are timed
+/// its shares of the byte budget to `budget`, until it is applied; its last sequence
+/// goes to `acknowledged` before any of its requests is answered; its stages are timed
 /// into `metrics`.
 pub(super) fn run(
     mut journal: Wal,
     mut requests: mpsc::Receiver<Pending>,
     to_applier: SyncSender<CommittedGroup>,
-    (unapplied, budget, metrics): (&UnappliedKeys, &Budget, &Metrics),
+    marks: Marks<'_>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut pacer = Pacer::new(MIN_COMMIT_INTERVAL);
@@ -51,39 +53,36 @@ pub(super) fn run(
         let starting = Instant::now();
         for pending in &group {
             let queued = starting.saturating_duration_since(pending.queued);
-            metrics.stage_took(Stage::CommitQueue, queued);
+            marks.metrics.stage_took(Stage::CommitQueue, queued);
         }
-        let to = Handoff {
-            to_applier: &to_applier,
-            unapplied,
-            budget,
-            metrics,
-        };
-        commit_group(&mut journal, &mut group, to);
+        commit_group(&mut journal, &mut group, &to_applier, marks);
     }
     tracing::debug!("committer stopped: no more writers");
 }
 
-/// Where a committed group goes: to the applier, with its idempotency keys, its shares
-/// of the byte budget and its timings kept beside until it is applied.
+/// What the committer keeps up to date besides the journal.
 #[derive(Clone, Copy)]
-struct Handoff<'a> {
-    to_applier: &'a SyncSender<CommittedGroup>,
-    unapplied: &'a UnappliedKeys,
-    budget: &'a Budget,
-    metrics: &'a Metrics,
+pub(super) struct Marks<'a> {
+    /// Idempotency keys of committed records not yet applied.
+    pub(super) unapplied: &'a UnappliedKeys,
+    /// The byte budget, holding committed records' shares until they are applied.
+    pub(super) budget: &'a Budget,
+    /// The last sequence committed and acknowledged (or about to be).
+    pub(super) acknowledged: &'a AtomicU64,
+    /// Where the stages are timed.
+    pub(super) metrics: &'a Metrics,
 }
 
 /// Commits `group` (drained) and answers each request. A group the journal refuses
 /// because one request's record is over its limit is committed a request at a time, so
 /// only that request is refused.
-fn commit_group(journal: &mut Wal, group: &mut Vec<Pending>, to: Handoff<'_>) {
-    let Handoff {
-        to_applier,
-        unapplied,
-        budget,
-        metrics,
-    } = to;
+fn commit_group(
+    journal: &mut Wal,
+    group: &mut Vec<Pending>,
+    to_applier: &SyncSender<CommittedGroup>,
+    marks: Marks<'_>,
+) {
+    let metrics = marks.metrics;
     let (accepted, waiting): (Vec<Accepted>, Vec<_>) = group
         .drain(..)
         .map(|p| (p.accepted, (p.share, (p.queued, p.done))))
@@ -92,10 +91,13 @@ fn commit_group(journal: &mut Wal, group: &mut Vec<Pending>, to: Handoff<'_>) {
     match commit(journal, &accepted, metrics) {
         Ok((seqs, synced)) => {
             let records: Committed = seqs.into_iter().zip(accepted).collect();
-            unapplied.add(&records);
+            marks.unapplied.add(&records);
             let (shares, replies): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
             if let Some((last, _)) = records.last() {
-                budget.hold(*last, shares.into_iter().flatten().collect());
+                marks
+                    .budget
+                    .hold(*last, shares.into_iter().flatten().collect());
+                marks.acknowledged.store(*last, Ordering::Release);
                 metrics.committed(*last);
             }
             for ((_, reply), (seq, _)) in replies.into_iter().zip(&records) {
@@ -115,7 +117,7 @@ fn commit_group(journal: &mut Wal, group: &mut Vec<Pending>, to: Handoff<'_>) {
                     queued,
                     done,
                 }];
-                commit_group(journal, &mut one, to);
+                commit_group(journal, &mut one, to_applier, marks);
             }
         }
         Err(StoreError::RecordTooLarge { bytes, max }) => {

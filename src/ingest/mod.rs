@@ -26,6 +26,7 @@ pub mod retention;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -186,6 +187,8 @@ pub struct Ingest {
     /// The last journal sequence there was to replay at start (the applied mark when
     /// there was none).
     replay_end: u64,
+    /// The last journal sequence acknowledged to a writer.
+    acknowledged: Arc<AtomicU64>,
     feed: Arc<ChangeFeed>,
     metrics: Arc<Metrics>,
 }
@@ -225,15 +228,16 @@ impl Ingest {
         let committer_budget = budget.clone();
         let committer_health = health.clone();
         let committer_metrics = metrics.clone();
+        let acknowledged = Arc::new(AtomicU64::new(journal.last_seq()));
+        let committer_acknowledged = acknowledged.clone();
         tasks.spawn_blocking(move || {
-            let run = || {
-                committer::run(
-                    journal,
-                    requests,
-                    to_applier,
-                    (&committer_keys, &committer_budget, &committer_metrics),
-                )
+            let marks = committer::Marks {
+                unapplied: &committer_keys,
+                budget: &committer_budget,
+                acknowledged: &committer_acknowledged,
+                metrics: &committer_metrics,
             };
+            let run = || committer::run(journal, requests, to_applier, marks);
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
                 committer_health.report_death("committer");
             }
@@ -265,6 +269,7 @@ impl Ingest {
             queue,
             applied: applied_rx,
             replay_end,
+            acknowledged,
             feed,
             metrics,
         })
@@ -342,6 +347,14 @@ impl Ingest {
     /// no handle on the pipeline, so it does not keep it from stopping.
     pub fn replayed(&self) -> impl Future<Output = Result<(), IngestError>> + Send + 'static {
         applied(self.applied.clone(), self.health.clone(), self.replay_end)
+    }
+
+    /// Waits until every write acknowledged so far is applied to the pool (for a backup,
+    /// which must hold every write acknowledged before it started); fails at once when
+    /// writes stop being applied.
+    pub async fn caught_up(&self) -> Result<(), IngestError> {
+        self.applied(self.acknowledged.load(Ordering::Acquire))
+            .await
     }
 
     /// Whether accepted writes are being applied, for `/readyz`.

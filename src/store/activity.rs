@@ -91,27 +91,6 @@ impl Store {
         Ok(errors)
     }
 
-    /// Drops log entries older than `cutoff`, across all connectors; returns how many.
-    /// Reads only keys: each holds its entry's time.
-    pub fn sweep_logs(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
-        let cutoff = u64::try_from(cutoff.as_microsecond()).unwrap_or(0);
-        let mut removed = 0;
-        for key in self.inner.connector_logs.iter().keys() {
-            let key = key?;
-            let micros = key
-                .len()
-                .checked_sub(16)
-                .and_then(|at| key.get(at..at + 8))
-                .map(seq_of)
-                .transpose()?;
-            if micros.is_some_and(|m| m < cutoff) {
-                self.inner.connector_logs.remove(key)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
     /// A connector's persisted state summary.
     pub fn activity(&self, connector_id: &str) -> Result<ActivitySummary, StoreError> {
         Ok(self

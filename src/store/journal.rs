@@ -143,20 +143,6 @@ impl Store {
             .transpose()?;
         Ok(record.filter(|r| r.expires_at > now))
     }
-
-    /// Forgets expired idempotency keys; returns how many.
-    pub fn sweep_idempotency(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        for entry in self.inner.idempotency.iter() {
-            let (key, value) = entry?;
-            let record: IdempotencyRecord = decode(&value)?;
-            if record.expires_at <= now {
-                self.inner.idempotency.remove(key)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
 }
 
 /// `fdatasync`s sled's data file and any blob files, then their directories.

@@ -25,13 +25,15 @@ mod codec;
 mod journal;
 mod pool;
 mod read_keys;
+mod snapshot;
 mod spool;
+mod sweep;
 mod wal;
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
@@ -41,7 +43,9 @@ use codec::{decode, encode, Sealer};
 
 pub use journal::{Accepted, IdempotencyRecord};
 pub use pool::StreamStats;
+pub use snapshot::SnapshotSink;
 pub use spool::Spool;
+pub use sweep::SweepStep;
 pub use wal::{Replay, Wal, MAX_RECORD_BYTES, MAX_WRITE_BYTES};
 
 /// The layout this binary writes. A data dir with a newer one is refused: it was
@@ -173,6 +177,9 @@ struct Inner {
     /// The data dir: sled lives in `db/`, the journal in `journal/`.
     data_dir: PathBuf,
     sealer: Sealer,
+    /// Read by writers that change several trees together, written by a snapshot
+    /// (see [`Store::snapshot`]).
+    gate: RwLock<()>,
     /// Held for the store's lifetime: the OS releases the lock when the process ends.
     _lock: File,
 }
@@ -232,6 +239,7 @@ impl Store {
                 db,
                 data_dir: data_dir.to_owned(),
                 sealer,
+                gate: RwLock::new(()),
                 _lock: lock,
             }),
         })
@@ -266,6 +274,7 @@ impl Store {
     /// checkpoint, which only ingest triggers. Every admin-mutating method goes through
     /// here. Blocking.
     fn durably<T>(&self, change: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let _writing = self.writing();
         let done = change()?;
         self.inner.db.flush()?;
         journal::sync_files(&self.inner.data_dir.join("db"))?;

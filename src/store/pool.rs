@@ -265,6 +265,7 @@ impl Store {
         let Some((last_seq, _)) = records.last() else {
             return Ok(Vec::new());
         };
+        let _writing = self.writing();
         if self.changes_nothing(records)? {
             // A sled transaction writes out sled's log buffer; a pass that changes
             // nothing needs only the applied mark, and losing that in a crash just
@@ -464,33 +465,9 @@ impl Store {
         meta_seq(&self.inner.meta, CHANGE_SEQ_KEY)
     }
 
-    /// Drops changes older than `cutoff`, a whole entry at a time (an entry with a
-    /// newer change stays); returns how many changes. The kept-after mark is raised
-    /// before anything is removed, so a reader never resumes across a hole.
-    pub fn sweep_changes(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
-        let mut expired = Vec::new();
-        let mut through = 0;
-        for stream in self.inner.streams.iter().keys() {
-            let mut prefix = stream?.to_vec();
-            prefix.push(0);
-            for entry in self.inner.stream_changes.scan_prefix(prefix) {
-                let (key, value) = entry?;
-                let changes: Vec<Change> = decode(&value)?;
-                let Some(last) = changes.last() else { continue };
-                if last.at >= cutoff {
-                    break;
-                }
-                through = through.max(last.seq);
-                expired.push((key, changes.len()));
-            }
-        }
-        raise_kept_after(&self.inner.meta, through)?;
-        let mut removed = 0;
-        for (key, count) in expired {
-            self.inner.stream_changes.remove(key)?;
-            removed += count;
-        }
-        Ok(removed)
+    /// Raises the mark before which changes are gone to `seq` (it never goes back).
+    pub(super) fn raise_changes_kept_after(&self, seq: u64) -> Result<(), StoreError> {
+        raise_kept_after(&self.inner.meta, seq)
     }
 }
 

@@ -161,8 +161,11 @@ fn connector_logs_page_newest_first_and_old_entries_are_swept() {
     assert_eq!((last.len(), next), (1, None));
 
     assert_eq!(
-        store.sweep_logs(at(2)).expect("sweep"),
-        3,
+        store.sweep_logs(at(2), &[], usize::MAX).expect("sweep"),
+        SweepStep {
+            removed: 3,
+            next: None
+        },
         "c_1 at 0 and 1, c_2 at 0"
     );
     let (kept, _) = store.logs("c_1", None, 10).expect("page");
@@ -238,10 +241,21 @@ fn the_change_log_reads_back_from_any_point_whatever_its_grouping() {
     assert_eq!(store.connector_item_count("c_a").expect("count"), 299);
     assert_eq!(store.connector_item_count("c_b").expect("count"), 1);
 
-    assert_eq!(store.sweep_changes(jiff::Timestamp::MIN).expect("sweep"), 0);
+    let sweep = |cutoff, limit| store.sweep_changes(cutoff, &[], limit).expect("sweep");
+    assert_eq!(sweep(jiff::Timestamp::MIN, usize::MAX).removed, 0);
     assert_eq!(store.changes_kept_after().expect("kept"), 0);
     let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
-    assert_eq!(store.sweep_changes(later).expect("sweep"), 310);
+    let first = sweep(later, 1);
+    assert!(
+        first.next.is_some(),
+        "a step looks at no more entries than asked"
+    );
+    let kept_after = store.changes_kept_after().expect("kept");
+    assert!(
+        kept_after > 0 && kept_after < 310,
+        "raised to what the step removed: {kept_after}"
+    );
+    assert_eq!(first.removed + sweep(later, usize::MAX).removed, 310);
     assert_eq!(store.changes_kept_after().expect("kept"), 310);
     assert!(store
         .stream_changes_after("sales", 0, 10)

@@ -213,6 +213,12 @@ impl Wal {
         })
     }
 
+    /// The sequence of the last record written (0 for none yet): every record up to it
+    /// was acknowledged, in this run or an earlier one.
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq.saturating_sub(1)
+    }
+
     /// Appends `batch` and makes it durable (`fdatasync`); returns each record's
     /// sequence. A record over [`MAX_RECORD_BYTES`] fails the batch before anything is
     /// written. Blocking: call it off the async runtime.

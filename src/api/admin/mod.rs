@@ -1,6 +1,7 @@
 //! The admin API under `/api/admin/`: everything the UI and the CLI do, behind the
 //! admin token.
 
+pub mod backup;
 pub mod connectors;
 pub mod monitoring;
 pub mod read_keys;
