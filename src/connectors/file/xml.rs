@@ -42,7 +42,6 @@ impl XmlFile {
     /// otherwise read as an empty file and, mirrored, delete every item).
     pub fn records(&self, each: EachRecord<'_>) -> Result<(), FileError> {
         let mut reader = Reader::from_str(&self.text);
-        reader.config_mut().trim_text(true);
         let mut stack: Vec<String> = Vec::new();
         let mut record: Option<Element> = None;
         let mut parent_seen = self.path.len() < 2;
@@ -165,11 +164,12 @@ impl Element {
         }
     }
 
-    /// The innermost open child closes: a leaf's text becomes its value.
+    /// The innermost open child closes: a leaf's text, without the whitespace around
+    /// it, becomes its value.
     fn close(&mut self) {
         if let Some(child) = self.open.pop() {
             if !child.has_children {
-                self.add(child.name, typed(&child.text));
+                self.add(child.name, typed(child.text.trim()));
             }
         }
     }
