@@ -789,3 +789,33 @@ async fn a_watched_folder_moves_files_and_reads_none_again_after_a_restart() {
     archived.sort();
     assert_eq!(archived, ["first.csv", "second.csv"]);
 }
+
+#[tokio::test]
+async fn a_watched_folder_may_delete_imported_files_instead() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start().await;
+    let (id, _) = create_connector(
+        &server,
+        &file_connector(
+            "deleting",
+            "deleted-after",
+            json!({"format": "json", "pollIntervalSeconds": 1, "mirror": false,
+                   "source": {"kind": "folder", "path": folder.path(), "afterProcessing": "delete"}}),
+        ),
+    )
+    .await;
+    std::fs::write(folder.path().join("a.json"), r#"[{"x": 1}, {"x": 2}]"#).expect("write");
+    wait_for_ids(&server, "deleted-after", &["0", "1"]).await;
+    eventually(SOON, "a.json deleted", async || {
+        (!folder.path().join("a.json").exists()).then_some(())
+    })
+    .await;
+    log_entry(
+        &server,
+        &id,
+        "import",
+        "a.json: 2 items, 2 changed, 0 deleted; deleted",
+    )
+    .await;
+    assert!(!folder.path().join("processed").exists());
+}
