@@ -180,6 +180,28 @@ impl AdminClient {
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.send(&url, request).await
+    }
+
+    /// POSTs `bytes` as the raw body to `path` (a file upload), waiting up to `timeout`.
+    pub async fn post_bytes(
+        &self,
+        path: &ApiPath,
+        bytes: Vec<u8>,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let url = self.url(path)?;
+        let request = self
+            .request(Method::POST, &url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes)
+            .timeout(timeout);
+        self.send(&url, request).await
+    }
+
+    /// Sends `request` to `url`; a success's JSON body (or `Null` for 204), else the
+    /// server's error as an [`ApiFailure`].
+    async fn send(&self, url: &Url, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = request
             .send()
             .await

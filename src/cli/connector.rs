@@ -1,8 +1,8 @@
 //! `datapool connector …`: create, list, show, update, enable, disable, delete,
-//! rotate-key and test over the admin API.
+//! rotate-key, test and upload over the admin API.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::client::{AdminClient, ApiPath, Usage, REQUEST_TIMEOUT};
-use crate::model::SqlSettings;
+use crate::model::{FileSettings, SqlSettings};
 
 /// Connector commands.
 #[derive(Debug, Subcommand)]
@@ -68,11 +68,19 @@ pub enum ConnectorCommand {
         /// Connector id (c_…)
         id: String,
     },
-    /// Run a SQL connector's query once and show what it would store, writing nothing
+    /// Run a SQL connector's query, or fetch a file connector's URL or folder, once and show what it would store, writing nothing
     #[command(after_help = TEST_HELP)]
     Test {
         /// Connector id (c_…)
         id: String,
+    },
+    /// Upload a file to a file connector whose source is upload, and import it
+    #[command(after_help = UPLOAD_HELP)]
+    Upload {
+        /// Connector id (c_…)
+        id: String,
+        /// The CSV, Excel, JSON or XML file
+        file: PathBuf,
     },
     /// Show a connector's log, newest first
     Logs {
@@ -113,6 +121,9 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
         ConnectorCommand::Update { id, file } => {
             (Method::PATCH, one(id), Some(read_document(file)?))
         }
+        ConnectorCommand::Upload { id, file } => {
+            return upload(&client, one(id).segment("upload"), file).await;
+        }
         ConnectorCommand::Enable { id } => (Method::POST, one(id).segment("enable"), None),
         ConnectorCommand::Disable { id } => (Method::POST, one(id).segment("disable"), None),
         ConnectorCommand::Delete { id } => (Method::DELETE, one(id), None),
@@ -152,13 +163,58 @@ pub async fn run(client: AdminClient, command: ConnectorCommand) -> anyhow::Resu
     Ok(())
 }
 
+/// Sends `file` to the upload endpoint `path` and prints what the import did.
+async fn upload(client: &AdminClient, path: ApiPath, file: &Path) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(file).map_err(|e| Usage(format!("cannot read {}: {e}", file.display())))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let answer = client
+        .post_bytes(&path.query("filename", &name), bytes, UPLOAD_TIMEOUT)
+        .await?;
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let import = &answer["import"];
+    println!(
+        "imported {}: {} items, {} changed, {} deleted in {} ms",
+        import["file"].as_str().unwrap_or(&name),
+        import["items"],
+        import["changed"],
+        import["deleted"],
+        import["durationMs"]
+    );
+    Ok(())
+}
+
+/// How long `connector upload` waits for the import: a 100 MiB file over a slow link,
+/// then parsed and written on a busy box.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What `connector upload --help` adds after the arguments.
+const UPLOAD_HELP: &str = "\
+Sends the file as it is (the connector's settings say how to read it: format, sheet,
+delimiter, encoding, …) and waits until it is imported: every row or element becomes an
+item, and with mirroring (the default) this connector's items the file no longer holds
+are deleted. A malformed file (a ragged row, an unclosed quote, a truncated workbook,
+invalid JSON or XML) is refused whole with the reason: nothing of it is stored and the
+connector shows Error until a good file arrives. The file may be at most the
+connector's maxBytes (default 100 MiB). --json prints the answer.";
+
 /// How long `connector test` waits for the connector at `path`: past the longest run
 /// its settings allow, so a slow database shows as the server's classified error
 /// (connect timeout, query timeout), not as the client giving up first.
 async fn test_wait(client: &AdminClient, path: &ApiPath) -> anyhow::Result<Duration> {
     let shown = client.call(Method::GET, path, None).await?;
-    let longest = serde_json::from_value::<SqlSettings>(shown["connector"]["settings"].clone())
-        .map_or(Duration::ZERO, |settings| settings.longest_run());
+    let settings = &shown["connector"]["settings"];
+    let longest = match serde_json::from_value::<SqlSettings>(settings.clone()) {
+        Ok(sql) => sql.longest_run(),
+        Err(_) => serde_json::from_value::<FileSettings>(settings.clone())
+            .map_or(Duration::ZERO, |file| Duration::from_secs(file.timeout())),
+    };
     Ok(longest + REQUEST_TIMEOUT)
 }
 
@@ -170,11 +226,15 @@ the JSON type of its values, and up to 20 items exactly as a poll would store th
 Nothing is written. A failure prints the reason (cannot connect, connect timeout,
 authentication failed, query timeout, permission denied, syntax error, a column type
 that cannot be mapped) with the database's own message. It waits twice the connector's
-timeoutSeconds (connecting, then the query) plus 30 s for the answer. --json prints
-the answer.";
+timeoutSeconds (connecting, then the query) plus 30 s for the answer. A file connector
+fetches its URL, or reads its watched folder's oldest file (leaving it there), and
+parses it whole as an import would. --json prints the answer.";
 
 /// Prints a test report: the summary, the fields as a table, the sample as JSON.
 fn print_test(test: &Value) -> anyhow::Result<()> {
+    if let Some(file) = test["file"].as_str() {
+        println!("file: {file}");
+    }
     println!(
         "ok: {} rows in {} ms{}",
         test["rowCount"],

@@ -1,11 +1,13 @@
-//! The SQL pollers: one task per enabled `sql` connector, polling at its interval
-//! with jitter, never overlapping itself, backing off after failures (doubling, at
-//! most 5 minutes) and writing each result through the same journal → pool path as
-//! pushes. A supervisor keeps the set of tasks in step with the stored connectors: an
-//! admin change wakes it, and it also looks every half minute.
+//! The pollers: one task per enabled `sql` connector and per `file` connector that
+//! fetches a URL or watches a folder, polling at its interval with jitter, never
+//! overlapping itself, backing off after failures (doubling, at most 5 minutes) and
+//! writing each result through the same journal → pool path as pushes. A supervisor
+//! keeps the set of tasks in step with the stored connectors: an admin change wakes
+//! it, and it also looks every half minute. Uploaded files are imported through the
+//! same context, one at a time per connector.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -13,11 +15,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::file::{self, FileError, FolderPoller, Imported, UrlPoller};
+use super::sink::{self, Sink};
 use super::sql::{self, SqlError};
 use super::Activity;
 use crate::ingest::{Ingest, IngestError};
-use crate::model::{Connector, LogLevel, Settings, SqlSettings, Upsert, Write};
-use crate::store::{Accepted, Store, StoreError, MAX_WRITE_BYTES};
+use crate::model::{Connector, FileSettings, FileSource, LogLevel, Settings, SqlSettings};
+use crate::store::{Store, StoreError};
 
 /// How often the supervisor compares its tasks with the store even without a wake-up,
 /// so a missed notification costs at most this delay.
@@ -29,19 +33,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const MAX_START_JITTER: Duration = Duration::from_secs(5);
 /// Share of an interval added or taken at random, spreading polls of equal intervals.
 const JITTER_SHARE: f64 = 0.1;
-/// Items per journal record: a large result becomes several records, so no single
-/// record or apply transaction grows with the result.
-const ITEMS_PER_WRITE: usize = 1000;
 /// A poll returning more rows than this gets one warning per task: a DataPool is meant
 /// for what dashboards show, not bulk copies.
 const WARN_ROWS: usize = 1000;
 
-/// Why a poll wrote nothing.
+/// Why a poll or an import wrote nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
     /// The database or its result failed.
     #[error(transparent)]
     Sql(#[from] SqlError),
+    /// The file could not be fetched or read.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// The write could not be made durable.
     #[error(transparent)]
     Ingest(#[from] IngestError),
@@ -62,16 +66,24 @@ pub struct PollContext {
     pub activity: Arc<Activity>,
 }
 
-/// The handle admin handlers use to tell the supervisor that connectors changed.
-#[derive(Default)]
+/// The handle admin handlers use to tell the supervisor that connectors changed, and
+/// to import uploaded files.
 pub struct Pollers {
     wake: Notify,
+    context: PollContext,
+    /// One lock per upload connector that has had an upload: two uploads to one
+    /// connector at once would each mirror away the other's items.
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Pollers {
     /// Starts the supervisor on `tasks`; it and every poller stop when `stop` fires.
     pub fn start(context: PollContext, tasks: &TaskTracker, stop: CancellationToken) -> Arc<Self> {
-        let pollers = Arc::new(Pollers::default());
+        let pollers = Arc::new(Pollers {
+            wake: Notify::new(),
+            context: context.clone(),
+            uploads: Mutex::default(),
+        });
         tasks.spawn(supervise(pollers.clone(), context, tasks.clone(), stop));
         pollers
     }
@@ -79,6 +91,22 @@ impl Pollers {
     /// Asks the supervisor to start, restart or stop pollers after a connector changed.
     pub fn changed(&self) {
         self.wake.notify_one();
+    }
+
+    /// Imports an uploaded file for `connector`, after any upload to it still running.
+    pub async fn import_upload(
+        &self,
+        connector: &Connector,
+        settings: &FileSettings,
+        upload: file::Fetched,
+    ) -> Result<Imported, PollError> {
+        let lock = {
+            let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+            uploads.retain(|_, lock| Arc::strong_count(lock) > 1);
+            uploads.entry(connector.id.clone()).or_default().clone()
+        };
+        let _one_at_a_time = lock.lock().await;
+        file::import(&self.context, connector, settings, upload).await
     }
 }
 
@@ -88,7 +116,7 @@ struct Running {
     stop: CancellationToken,
 }
 
-/// Keeps one poller per enabled `sql` connector until `stop` fires.
+/// Keeps one poller per enabled polled connector until `stop` fires.
 async fn supervise(
     pollers: Arc<Pollers>,
     context: PollContext,
@@ -119,7 +147,7 @@ fn reconcile(
 ) {
     let wanted: HashMap<String, Connector> = connectors
         .into_iter()
-        .filter(|c| c.spec.enabled && matches!(c.spec.settings, Some(Settings::Sql(_))))
+        .filter(|c| c.spec.enabled && Job::interval(c).is_some())
         .map(|c| (c.id.clone(), c))
         .collect();
     running.retain(|id, poller| {
@@ -147,14 +175,73 @@ fn reconcile(
     }
 }
 
+/// What one poller polls, with what it keeps between polls.
+enum Job {
+    /// A SQL query.
+    Sql(SqlSettings),
+    /// A file at a URL, with the validators of the last one imported.
+    Url(Box<UrlPoller>),
+    /// A watched folder, with the files seen at the last scan.
+    Folder(Box<FolderPoller>),
+}
+
+impl Job {
+    /// The job for `connector`, or the reason it cannot poll.
+    fn of(connector: &Connector) -> Result<Option<Job>, FileError> {
+        Ok(match &connector.spec.settings {
+            Some(Settings::Sql(settings)) => Some(Job::Sql(settings.clone())),
+            Some(Settings::File(settings)) => match &settings.source {
+                FileSource::Upload => None,
+                FileSource::Url(_) => Some(Job::Url(Box::new(UrlPoller::new(settings)?))),
+                FileSource::Folder(source) => {
+                    Some(Job::Folder(Box::new(FolderPoller::new(settings, source))))
+                }
+            },
+            None => None,
+        })
+    }
+
+    /// The interval between polls of `connector`; None for a connector nothing polls.
+    fn interval(connector: &Connector) -> Option<Duration> {
+        let seconds = match &connector.spec.settings {
+            Some(Settings::Sql(settings)) => settings.poll_interval(),
+            Some(Settings::File(settings)) => settings.poll_interval()?,
+            None => return None,
+        };
+        Some(Duration::from_secs(seconds))
+    }
+
+    async fn poll(
+        &mut self,
+        connector: &Connector,
+        context: &PollContext,
+    ) -> Result<Outcome, PollError> {
+        match self {
+            Job::Sql(settings) => Ok(Outcome::polled(
+                poll_sql(connector, settings, context).await?,
+            )),
+            Job::Url(poller) => poller.poll(connector, context).await,
+            Job::Folder(poller) => poller.poll(connector, context).await,
+        }
+    }
+}
+
 /// Polls one connector until `stop` fires: at its interval after a success, backing
 /// off after failures.
 async fn poll_loop(connector: Connector, context: PollContext, stop: CancellationToken) {
-    let Some(Settings::Sql(settings)) = connector.spec.settings.clone() else {
+    let id = connector.id.as_str();
+    let Some(interval) = Job::interval(&connector) else {
         return;
     };
-    let id = connector.id.as_str();
-    let interval = Duration::from_secs(settings.poll_interval());
+    let mut job = match Job::of(&connector) {
+        Ok(Some(job)) => job,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(connector_id = %id, %error, "poller cannot start");
+            context.activity.poll_failed(id, error.to_string());
+            return;
+        }
+    };
     tracing::info!(connector_id = %id, interval_s = interval.as_secs(), "poller started");
     let mut delay = MAX_START_JITTER.min(interval).mul_f64(random_unit());
     let mut failures = 0u32;
@@ -167,22 +254,30 @@ async fn poll_loop(connector: Connector, context: PollContext, stop: Cancellatio
         }
         let started = Instant::now();
         let result = tokio::select! {
-            result = poll(&connector, &settings, &context) => result,
+            result = job.poll(&connector, &context) => result,
             _ = stop.cancelled() => break,
         };
         context
             .activity
             .poll_took(connector.spec.kind, started.elapsed());
         match result {
-            Ok(polled) => {
+            Ok(outcome) => {
                 if failures > 0 {
                     tracing::info!(connector_id = %id, failures, "poller recovered");
                 }
                 failures = 0;
-                context.activity.polled(id, polled.items, started.elapsed());
-                warned |= warn_once(&context, id, &settings, &polled, warned);
-                note_new(&context, id, &polled.warnings, &mut noted);
-                delay = jittered(interval);
+                if let Some(polled) = outcome.polled {
+                    context.activity.polled(id, polled.items, started.elapsed());
+                    if let Job::Sql(settings) = &job {
+                        warned |= warn_once(&context, id, settings, &polled, warned);
+                    }
+                    note_new(&context, id, &polled.warnings, &mut noted);
+                }
+                delay = if outcome.more {
+                    Duration::ZERO
+                } else {
+                    jittered(interval)
+                };
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -196,13 +291,33 @@ async fn poll_loop(connector: Connector, context: PollContext, stop: Cancellatio
 }
 
 /// What a successful poll did.
-struct Polled {
-    /// Rows returned (at most the row cap).
-    items: usize,
+pub struct Polled {
+    /// Rows or items read (for SQL at most the row cap).
+    pub items: usize,
     /// Whether more rows than the cap were available.
-    truncated: bool,
-    /// What the query's values needed worked around (read as null).
-    warnings: Vec<String>,
+    pub truncated: bool,
+    /// What the source's values needed worked around (read as null).
+    pub warnings: Vec<String>,
+}
+
+/// What one poll came to.
+pub struct Outcome {
+    /// The data it fetched; None when there was nothing new to fetch (no file in a
+    /// watched folder), which keeps the connector's last success where it was.
+    pub polled: Option<Polled>,
+    /// Whether more is waiting already (further files in a watched folder), so the next
+    /// poll should not wait for the interval.
+    pub more: bool,
+}
+
+impl Outcome {
+    /// A poll that fetched `polled`, with nothing more waiting.
+    pub fn polled(polled: Polled) -> Self {
+        Outcome {
+            polled: Some(polled),
+            more: false,
+        }
+    }
 }
 
 /// Runs the query once and writes the rows that change their items; with mirroring
@@ -210,7 +325,7 @@ struct Polled {
 /// Returns once the writes are applied, so the next poll compares with what this one
 /// wrote.
 #[tracing::instrument(skip_all, fields(connector_id = %connector.id))]
-async fn poll(
+async fn poll_sql(
     connector: &Connector,
     settings: &SqlSettings,
     context: &PollContext,
@@ -221,160 +336,19 @@ async fn poll(
     let upserts = sql::items(fetched, &connector.spec)?;
     let items = upserts.len();
     let deletes = if settings.mirrors() && !truncated {
-        gone(context, connector, &upserts).await?
+        let kept: HashSet<String> = upserts.iter().map(|u| u.id.clone()).collect();
+        sink::gone(context, connector, |id| kept.contains(id)).await?
     } else {
         Vec::new()
     };
-    let mode = connector.spec.upsert_mode;
-    let upserts = off_runtime(context, connector, move |store, stream, _| {
-        store.changing(stream, mode, upserts)
-    })
-    .await?;
-    write(context, connector, upserts, deletes).await?;
+    let mut sink = Sink::new(context, connector);
+    sink.upsert(upserts).await?;
+    sink.finish(deletes).await?;
     Ok(Polled {
         items,
         truncated,
         warnings,
     })
-}
-
-/// Ids this connector wrote last in its stream that `upserts` no longer hold.
-async fn gone(
-    context: &PollContext,
-    connector: &Connector,
-    upserts: &[Upsert],
-) -> Result<Vec<String>, PollError> {
-    let stored = off_runtime(context, connector, |store, stream, id| {
-        store.connector_item_ids(stream, id)
-    })
-    .await?;
-    let kept: std::collections::HashSet<&str> = upserts.iter().map(|u| u.id.as_str()).collect();
-    Ok(stored
-        .into_iter()
-        .filter(|id| !kept.contains(id.as_str()))
-        .collect())
-}
-
-/// Runs `read` on the store with the connector's stream and id, off the async runtime:
-/// reading a whole stream is blocking work for sled.
-async fn off_runtime<T: Send + 'static>(
-    context: &PollContext,
-    connector: &Connector,
-    read: impl FnOnce(&Store, &str, &str) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, PollError> {
-    let store = context.store.clone();
-    let (stream, id) = (connector.spec.stream.to_string(), connector.id.clone());
-    let result = tokio::task::spawn_blocking(move || read(&store, &stream, &id))
-        .await
-        .map_err(|_| IngestError::Stopped)?;
-    Ok(result?)
-}
-
-/// Submits the poll's records one after the other and waits until the last is
-/// applied. One at a time on purpose: submitted together, a large poll becomes one
-/// commit group and few large apply transactions, which measured slower and took
-/// twice the memory. Unchanged rows were left out before.
-async fn write(
-    context: &PollContext,
-    connector: &Connector,
-    upserts: Vec<Upsert>,
-    deletes: Vec<String>,
-) -> Result<(), PollError> {
-    let mut last = None;
-    for accepted in records(connector, upserts, deletes) {
-        last = Some(context.ingest.submit(accepted).await?);
-    }
-    if let Some(seq) = last {
-        context.ingest.applied(seq).await?;
-    }
-    Ok(())
-}
-
-/// The journal records of one poll: at most [`ITEMS_PER_WRITE`] upserts and
-/// [`MAX_WRITE_BYTES`] of items each, the deletes last; none when there is nothing to write.
-fn records(connector: &Connector, upserts: Vec<Upsert>, deletes: Vec<String>) -> Vec<Accepted> {
-    let mut records = Vec::new();
-    let mut chunk = Chunk::default();
-    for upsert in upserts {
-        let bytes = json_len(&upsert);
-        if chunk.upserts.len() == ITEMS_PER_WRITE || chunk.is_full_for(bytes) {
-            records.push(chunk.take(connector));
-        }
-        chunk.bytes += bytes;
-        chunk.upserts.push(upsert);
-    }
-    for id in deletes {
-        let bytes = json_len(&id);
-        if chunk.is_full_for(bytes) {
-            records.push(chunk.take(connector));
-        }
-        chunk.bytes += bytes;
-        chunk.deletes.push(id);
-    }
-    if !chunk.is_empty() {
-        records.push(chunk.take(connector));
-    }
-    records
-}
-
-/// The items of the journal record being filled, and their size as JSON.
-#[derive(Default)]
-struct Chunk {
-    upserts: Vec<Upsert>,
-    deletes: Vec<String>,
-    bytes: usize,
-}
-
-impl Chunk {
-    fn is_empty(&self) -> bool {
-        self.upserts.is_empty() && self.deletes.is_empty()
-    }
-
-    /// Whether `bytes` more would take a record that holds something over [`MAX_WRITE_BYTES`].
-    fn is_full_for(&self, bytes: usize) -> bool {
-        !self.is_empty() && self.bytes + bytes > MAX_WRITE_BYTES
-    }
-
-    /// The record of what is gathered, leaving the chunk empty.
-    fn take(&mut self, connector: &Connector) -> Accepted {
-        let chunk = std::mem::take(self);
-        let write = Write {
-            stream: connector.spec.stream.clone(),
-            connector_id: connector.id.clone(),
-            mode: connector.spec.upsert_mode,
-            upserts: chunk.upserts,
-            deletes: chunk.deletes,
-            deletes_own_only: true,
-            accepted_at: Timestamp::now(),
-        };
-        Accepted {
-            write,
-            idempotency: None,
-        }
-    }
-}
-
-/// The length of `value` as JSON, as the journal will write it.
-fn json_len(value: &impl serde::Serialize) -> usize {
-    let mut counter = ByteCount(0);
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => counter.0,
-        Err(_) => 0,
-    }
-}
-
-/// A writer that only counts what is written to it.
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0 += bytes.len();
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Logs, once per poller, that results are large or cut at the row cap. Returns
@@ -450,77 +424,6 @@ mod tests {
         assert_eq!(backoff(s(60), 3), s(240));
         assert_eq!(backoff(s(3600), 1), s(300));
         assert_eq!(backoff(s(1), u32::MAX), s(300));
-    }
-
-    #[test]
-    fn a_poll_becomes_records_of_a_thousand_items_with_the_deletes_last() {
-        let spec = crate::model::ConnectorSpec::from_json(serde_json::json!({
-            "name": "s", "type": "sql", "stream": "s",
-            "settings": {"connectionString": "sqlite:///tmp/s.db", "query": "select 1"}}))
-        .expect("valid");
-        let connector = Connector::new(spec, None, Timestamp::now());
-        let upserts = |n: usize| -> Vec<Upsert> {
-            (0..n)
-                .map(|i| Upsert {
-                    id: i.to_string(),
-                    fields: Default::default(),
-                })
-                .collect()
-        };
-        let shape = |records: Vec<Accepted>| -> Vec<(usize, usize)> {
-            records
-                .iter()
-                .map(|r| (r.write.upserts.len(), r.write.deletes.len()))
-                .collect()
-        };
-        let gone = || vec!["x".to_owned(), "y".to_owned()];
-        assert_eq!(
-            shape(records(&connector, upserts(2500), gone())),
-            [(1000, 0), (1000, 0), (500, 2)]
-        );
-        assert_eq!(
-            shape(records(&connector, upserts(1000), vec![])),
-            [(1000, 0)]
-        );
-        assert_eq!(shape(records(&connector, upserts(0), gone())), [(0, 2)]);
-        assert!(records(&connector, upserts(0), vec![]).is_empty());
-    }
-
-    #[test]
-    fn a_poll_of_large_rows_becomes_records_within_the_journal_limit() {
-        let spec = crate::model::ConnectorSpec::from_json(serde_json::json!({
-            "name": "s", "type": "sql", "stream": "s",
-            "settings": {"connectionString": "sqlite:///tmp/s.db", "query": "select 1"}}))
-        .expect("valid");
-        let connector = Connector::new(spec, None, Timestamp::now());
-        let row = "x".repeat(MAX_WRITE_BYTES / 3);
-        let upserts: Vec<Upsert> = (0..10)
-            .map(|i| Upsert {
-                id: i.to_string(),
-                fields: serde_json::Map::from_iter([("text".to_owned(), row.clone().into())]),
-            })
-            .collect();
-        let deletes: Vec<String> = (0..MAX_WRITE_BYTES / 100)
-            .map(|i| format!("{i:0>96}"))
-            .collect();
-        let records = records(&connector, upserts, deletes);
-        let items: usize = records
-            .iter()
-            .map(|r| r.write.upserts.len() + r.write.deletes.len())
-            .sum();
-        assert_eq!(
-            items,
-            10 + MAX_WRITE_BYTES / 100,
-            "every item is in a record"
-        );
-        assert!(records.len() > 4, "{} records", records.len());
-        for record in &records {
-            let bytes = serde_json::to_vec(record).expect("encodes").len();
-            assert!(
-                bytes <= crate::store::MAX_RECORD_BYTES / 4,
-                "a record of {bytes} bytes"
-            );
-        }
     }
 
     #[test]

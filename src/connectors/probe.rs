@@ -1,5 +1,7 @@
 //! `POST /api/admin/connectors/{id}/test` (SPEC §4.3): runs a connector's fetch once,
-//! exactly as a poll would, and reports what it would store — without writing.
+//! exactly as a poll or an import would (a query, a URL, a watched folder's oldest
+//! file, or the file sent for an upload connector), and reports what it would store —
+//! without writing.
 
 use std::time::Instant;
 
@@ -7,8 +9,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::file::{self, Fetched, FileError};
 use super::sql::{self, SqlError};
-use crate::model::{Connector, Fields, Settings};
+use crate::model::{Connector, Fields, FileSettings, Settings, SqlSettings, Upsert};
 
 /// Items a test shows; enough to check the mapping, small enough to read.
 const SAMPLE_ITEMS: usize = 20;
@@ -16,8 +19,8 @@ const SAMPLE_ITEMS: usize = 20;
 /// Why a connector cannot be tested.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    /// Only `sql` connectors fetch anything so far.
-    #[error("connector {id} is of type {kind}: only sql connectors can be tested")]
+    /// Push connectors fetch nothing.
+    #[error("connector {id} is of type {kind}: only sql and file connectors can be tested")]
     NotTestable {
         /// The connector's id.
         id: String,
@@ -27,6 +30,12 @@ pub enum ProbeError {
     /// The fetch failed; the reason is what a poll would log.
     #[error(transparent)]
     Sql(#[from] SqlError),
+    /// The file could not be fetched or read; the reason is what an import would log.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// An upload connector was tested without a file to read.
+    #[error("an upload connector is tested with a file: send it as the body, as for an upload")]
+    NoFile,
 }
 
 /// What a test found, as the admin API answers it under `"test"`.
@@ -35,8 +44,11 @@ pub enum ProbeError {
 pub struct TestReport {
     /// Always true: a failed test is an error answer instead.
     pub ok: bool,
-    /// Rows the query returned (at most the row cap).
+    /// Rows the query returned (at most the row cap), or records the file holds.
     pub row_count: usize,
+    /// The file tested, for a file connector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Whether more rows than `maxRows` were available.
     pub truncated: bool,
     /// Time to connect, run the query and map the rows.
@@ -69,21 +81,65 @@ pub struct SampleItem {
     pub fields: Fields,
 }
 
-/// Fetches once for `connector` (enabled or not) and reports; writes nothing.
-pub async fn test(connector: &Connector) -> Result<TestReport, ProbeError> {
-    let Some(Settings::Sql(settings)) = &connector.spec.settings else {
-        return Err(ProbeError::NotTestable {
-            id: connector.id.clone(),
-            kind: connector.spec.kind.as_str(),
-        });
-    };
+/// Fetches once for `connector` (enabled or not) and reports; writes nothing. An
+/// upload connector reads `upload` instead, the file a user would upload.
+pub async fn test(
+    connector: &Connector,
+    upload: Option<Fetched>,
+) -> Result<TestReport, ProbeError> {
     let started = Instant::now();
+    let mut report = match &connector.spec.settings {
+        Some(Settings::Sql(settings)) => test_sql(connector, settings).await?,
+        Some(Settings::File(settings)) => test_file(connector, settings, upload).await?,
+        None => {
+            return Err(ProbeError::NotTestable {
+                id: connector.id.clone(),
+                kind: connector.spec.kind.as_str(),
+            })
+        }
+    };
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(report)
+}
+
+async fn test_sql(connector: &Connector, settings: &SqlSettings) -> Result<TestReport, ProbeError> {
     let mut fetched = sql::fetch(settings, Timestamp::now()).await?;
     let truncated = fetched.truncated;
     let warnings = std::mem::take(&mut fetched.warnings);
     let mut items = sql::items(fetched, &connector.spec)?;
     let row_count = items.len();
     items.truncate(SAMPLE_ITEMS);
+    Ok(report(row_count, items, truncated, None, warnings))
+}
+
+async fn test_file(
+    connector: &Connector,
+    settings: &FileSettings,
+    upload: Option<Fetched>,
+) -> Result<TestReport, ProbeError> {
+    let fetched = match file::fetch_now(settings).await? {
+        Some(fetched) => fetched,
+        None => upload.ok_or(ProbeError::NoFile)?,
+    };
+    let name = fetched.name.clone();
+    let sample = file::sample(connector, settings, fetched, SAMPLE_ITEMS).await?;
+    Ok(report(
+        sample.items,
+        sample.upserts,
+        false,
+        Some(name),
+        Vec::new(),
+    ))
+}
+
+/// The report of a fetch of `row_count` records whose first items are `items`.
+fn report(
+    row_count: usize,
+    items: Vec<Upsert>,
+    truncated: bool,
+    file: Option<String>,
+    warnings: Vec<String>,
+) -> TestReport {
     let sample: Vec<SampleItem> = items
         .into_iter()
         .map(|u| SampleItem {
@@ -91,15 +147,16 @@ pub async fn test(connector: &Connector) -> Result<TestReport, ProbeError> {
             fields: u.fields,
         })
         .collect();
-    Ok(TestReport {
+    TestReport {
         ok: true,
         row_count,
+        file,
         truncated,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: 0,
         fields: field_types(&sample),
         sample,
         warnings,
-    })
+    }
 }
 
 /// Each field of the sample, in name order, typed by its first non-null value.

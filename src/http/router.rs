@@ -88,12 +88,18 @@ impl Routes {
 }
 
 /// Whether `path` is a bulk import (`/api/webhook/{stream}/bulk`, or its key-in-URL
-/// form), whose body may take long but must keep coming. A webhook to a stream named
-/// `bulk` is not one.
+/// form) or a file upload (`/api/admin/connectors/{id}/upload`), whose body may take
+/// long but must keep coming. A webhook to a stream named `bulk` is not one.
 fn is_bulk(path: &str) -> bool {
-    path.strip_prefix("/api/webhook/")
+    let bulk = path
+        .strip_prefix("/api/webhook/")
         .and_then(|rest| rest.strip_suffix("/bulk"))
-        .is_some_and(|stream| !stream.is_empty())
+        .is_some_and(|stream| !stream.is_empty());
+    let upload = path
+        .strip_prefix("/api/admin/connectors/")
+        .and_then(|rest| rest.strip_suffix("/upload"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+    bulk || upload
 }
 
 /// `handler`'s response, or a 500 if it panics (as [`CatchPanicLayer`] does for the
@@ -131,7 +137,6 @@ fn router(state: AppState) -> Router {
         .route("/connectors/{id}/disable", post(connectors::disable))
         .route("/connectors/{id}/rotate-key", post(connectors::rotate_key))
         .route("/connectors/{id}/logs", get(connectors::logs))
-        .route("/connectors/{id}/test", post(connectors::test))
         .route("/monitoring", get(admin::monitoring::monitoring))
         .route(
             "/read-keys",
@@ -140,6 +145,11 @@ fn router(state: AppState) -> Router {
         .route("/read-keys/{id}", delete(admin::read_keys::delete))
         .route("/backup", get(admin::backup::backup))
         .route_layer(from_fn(read_admin_body))
+        .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
+    // Files are read by their handlers, up to the connector's own size cap.
+    let files = Router::new()
+        .route("/connectors/{id}/test", post(connectors::test))
+        .route("/connectors/{id}/upload", post(admin::upload::upload))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -159,7 +169,7 @@ fn router(state: AppState) -> Router {
             get(read::item).delete(read::delete_item),
         )
         .route("/api/streams/{stream}/events", get(read::events))
-        .nest("/api/admin", admin)
+        .nest("/api/admin", admin.merge(files))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(CatchPanicLayer::new())
         .layer(from_fn(request_context))
@@ -181,5 +191,7 @@ mod tests {
         assert!(!is_bulk("/api/webhook/sales"));
         assert!(!is_bulk("/api/webhook/sales/batch"));
         assert!(!is_bulk("/api/streams/sales/bulk"));
+        assert!(is_bulk("/api/admin/connectors/c_1/upload"));
+        assert!(!is_bulk("/api/admin/connectors/c_1/test"));
     }
 }

@@ -1,13 +1,14 @@
 //! `/api/admin/connectors`: create, list, read, patch, enable/disable, rotate the
-//! ingest key, delete, test (SPEC §1.2, §4.3).
+//! ingest key, delete, test (SPEC §1.2, §4.3); uploads are in [`super::upload`].
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
+use super::upload::{received, upload_settings, FileQuery};
 use crate::api::{json_body, AppState};
 use crate::auth::{Credential, KeyKind, KeyRecord};
 use crate::connectors::probe::{self, ProbeError};
@@ -174,26 +175,42 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/admin/connectors/{id}/test` → `{"test": {"ok", "rowCount", "truncated",
-/// "durationMs", "fields": [{"name", "type"}], "sample": [{"id", "fields"}]}}`: fetches
-/// once as a poll would (also for a disabled connector) and writes nothing. A failed
-/// fetch answers 502 `SOURCE_ERROR` with the classified reason.
+/// `POST /api/admin/connectors/{id}/test` → `{"test": {"ok", "rowCount", "file"?,
+/// "truncated", "durationMs", "fields": [{"name", "type"}], "sample": [{"id",
+/// "fields"}]}}`: fetches once as a poll would (also for a disabled connector) and
+/// writes nothing. An upload connector reads the file sent as for an upload. A failed
+/// fetch answers 502 `SOURCE_ERROR` with the classified reason; a bad uploaded file 400.
 pub async fn test(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<FileQuery>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let connector = load(&state, &id)?;
-    match probe::test(&connector).await {
+    let upload = match upload_settings(&connector) {
+        Some(settings) => Some(received(settings, query, request).await?),
+        None => None,
+    };
+    let uploaded = upload.is_some();
+    match probe::test(&connector, upload).await {
         Ok(report) => Ok(Json(json!({ "test": report }))),
         Err(error @ ProbeError::NotTestable { .. }) => Err(ApiError::conflict(error.to_string())),
+        Err(error @ (ProbeError::NoFile | ProbeError::File(_))) if uploaded => {
+            Err(ApiError::invalid_payload(error.to_string()))
+        }
         Err(ProbeError::Sql(error)) => {
             tracing::info!(connector_id = %id, kind = error.kind(), "connector test failed");
+            Err(ApiError::source_error(error.to_string()))
+        }
+        Err(error) => {
+            tracing::info!(connector_id = %id, %error, "connector test failed");
             Err(ApiError::source_error(error.to_string()))
         }
     }
 }
 
-fn load(state: &AppState, id: &str) -> Result<Connector, ApiError> {
+/// The connector `id`, or 404.
+pub(super) fn load(state: &AppState, id: &str) -> Result<Connector, ApiError> {
     state.store.connector(id)?.ok_or_else(|| unknown(id))
 }
 

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod connectors;
 pub mod monitoring;
 pub mod read_keys;
+pub mod upload;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;

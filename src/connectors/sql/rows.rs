@@ -5,7 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::{Fetched, SqlError};
-use crate::model::{flatten, item_id, map_fields, ConnectorSpec, Upsert};
+use crate::connectors::record::{self, Key};
+use crate::model::{ConnectorSpec, Upsert};
 
 /// The rows of `fetched` as upserts for the connector `spec` describes.
 pub fn items(fetched: Fetched, spec: &ConnectorSpec) -> Result<Vec<Upsert>, SqlError> {
@@ -25,19 +26,7 @@ pub fn items(fetched: Fetched, spec: &ConnectorSpec) -> Result<Vec<Upsert>, SqlE
         .enumerate()
         .map(|(index, row)| {
             let object: Map<String, Value> = fetched.columns.iter().cloned().zip(row).collect();
-            let row_number = index + 1;
-            let fields = flatten(object)
-                .map_err(|e| SqlError::Items(format!("row {row_number}: {e}")))?;
-            let id = fields.get(&key).and_then(item_id).ok_or_else(|| {
-                SqlError::Items(format!(
-                    "row {row_number}: the itemKey column {key:?} is not a non-empty string or number of at most 256 bytes"
-                ))
-            })?;
-            let fields = match &spec.field_mapping {
-                Some(mapping) => map_fields(fields, mapping),
-                None => fields,
-            };
-            Ok(Upsert { id, fields })
+            record::upsert(object, Key::Field(&key), spec, "row", index).map_err(SqlError::Items)
         })
         .collect()
 }

@@ -200,11 +200,15 @@ impl<'de> Deserialize<'de> for Settings {
 
 impl ConnectorSpec {
     /// Seconds without data after which Active turns Idle when `idleAfterSeconds` is
-    /// not set: three poll intervals for a SQL poller, else the push default (SPEC §1.1).
+    /// not set: three poll intervals for a poller (SQL, file URL or folder), else the
+    /// push default (SPEC §1.1).
     pub fn default_idle_seconds(&self) -> u64 {
         match &self.settings {
             Some(Settings::Sql(sql)) => sql.poll_interval().saturating_mul(3),
-            _ => DEFAULT_PUSH_IDLE_SECONDS,
+            Some(Settings::File(file)) => file
+                .poll_interval()
+                .map_or(DEFAULT_PUSH_IDLE_SECONDS, |s| s.saturating_mul(3)),
+            None => DEFAULT_PUSH_IDLE_SECONDS,
         }
     }
 

@@ -24,6 +24,18 @@ pub const DEFAULT_SQL_POLL_SECONDS: u64 = 60;
 pub const DEFAULT_SQL_TIMEOUT_SECONDS: u64 = 30;
 /// Rows a SQL poll reads unless set (SPEC §4.1).
 pub const DEFAULT_SQL_MAX_ROWS: u64 = 10_000;
+/// Seconds between fetches of a file URL unless set (SPEC §4.2).
+pub const DEFAULT_URL_POLL_SECONDS: u64 = 300;
+/// Seconds between scans of a watched folder unless set: a dropped file is picked up
+/// within two scans (its size must hold still for one), so about 20 s.
+pub const DEFAULT_FOLDER_POLL_SECONDS: u64 = 10;
+/// Seconds a file URL fetch may take unless set: a 100 MiB file over a slow site link.
+pub const DEFAULT_FILE_TIMEOUT_SECONDS: u64 = 60;
+/// Largest file accepted unless set (100 MiB): far above the spreadsheets and exports
+/// a DataPool is fed, small beside the memory of the boxes datapool runs on.
+pub const DEFAULT_FILE_MAX_BYTES: u64 = 100 * 1024 * 1024;
+/// Subfolder of a watched folder that imported files move to unless set.
+pub const DEFAULT_ARCHIVE_FOLDER: &str = "processed";
 
 /// `settings` of a `sql` connector.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +115,10 @@ pub struct FileSettings {
     /// XML: slash path from the root to the repeated element, e.g. `/rows/row`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xml_path: Option<String>,
+    /// Excel: IANA time zone of the workbook's date-times, which carry none (default
+    /// the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
     /// Delete this connector's items the newest file no longer holds (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<bool>,
@@ -316,18 +332,54 @@ impl SqlSettings {
             check(rows, 1, MAX_ROWS_CAP, "settings.maxRows")?;
         }
         if let Some(zone) = &self.time_zone {
-            jiff::tz::TimeZone::get(zone).map_err(|_| {
-                ValidationError::field(
-                    "settings.timeZone",
-                    format!("{zone:?} is not a known IANA time zone"),
-                )
-            })?;
+            known_zone(zone)?;
         }
         Ok(())
     }
 }
 
+/// Refuses a `settings.timeZone` that is not a known IANA name.
+fn known_zone(zone: &str) -> Result<(), ValidationError> {
+    jiff::tz::TimeZone::get(zone).map(|_| ()).map_err(|_| {
+        ValidationError::field(
+            "settings.timeZone",
+            format!("{zone:?} is not a known IANA time zone"),
+        )
+    })
+}
+
 impl FileSettings {
+    /// Seconds between fetches of a URL or scans of a folder, the default applied;
+    /// None for an upload source, which is not polled.
+    pub fn poll_interval(&self) -> Option<u64> {
+        let default = match &self.source {
+            FileSource::Upload => return None,
+            FileSource::Url(_) => DEFAULT_URL_POLL_SECONDS,
+            FileSource::Folder(_) => DEFAULT_FOLDER_POLL_SECONDS,
+        };
+        Some(self.poll_interval_seconds.unwrap_or(default))
+    }
+
+    /// Seconds a URL fetch may take, the default applied.
+    pub fn timeout(&self) -> u64 {
+        self.timeout_seconds.unwrap_or(DEFAULT_FILE_TIMEOUT_SECONDS)
+    }
+
+    /// Largest file accepted, in bytes, the default applied.
+    pub fn byte_cap(&self) -> u64 {
+        self.max_bytes.unwrap_or(DEFAULT_FILE_MAX_BYTES)
+    }
+
+    /// Whether an import deletes this connector's items the file no longer holds.
+    pub fn mirrors(&self) -> bool {
+        self.mirror.unwrap_or(true)
+    }
+
+    /// CSV and Excel: whether the first row names the columns.
+    pub fn has_header_row(&self) -> bool {
+        self.header_row.unwrap_or(true)
+    }
+
     pub(super) fn validate(&self) -> Result<(), ValidationError> {
         match &self.source {
             FileSource::Upload => ensure(
@@ -396,6 +448,11 @@ impl FileSettings {
                 FileFormat::Json,
             ),
             ("settings.xmlPath", self.xml_path.is_some(), FileFormat::Xml),
+            (
+                "settings.timeZone",
+                self.time_zone.is_some(),
+                FileFormat::Excel,
+            ),
         ];
         for (path, set, format) in format_only {
             ensure(
@@ -403,6 +460,9 @@ impl FileSettings {
                 path,
                 "does not apply to this format",
             )?;
+        }
+        if let Some(zone) = &self.time_zone {
+            known_zone(zone)?;
         }
         ensure(
             self.format != FileFormat::Xml || self.xml_path.is_some(),
@@ -430,6 +490,23 @@ impl UrlSource {
 }
 
 impl FolderSource {
+    /// The glob of file names to pick up, the default applied.
+    pub fn glob(&self) -> &str {
+        self.pattern.as_deref().unwrap_or("*")
+    }
+
+    /// The subfolder imported files move to, or None when they are deleted.
+    pub fn archive(&self) -> Option<&str> {
+        match self.after_processing {
+            Some(AfterProcessing::Delete) => None,
+            _ => Some(
+                self.archive_folder
+                    .as_deref()
+                    .unwrap_or(DEFAULT_ARCHIVE_FOLDER),
+            ),
+        }
+    }
+
     fn validate(&self) -> Result<(), ValidationError> {
         ensure(
             Path::new(&self.path).is_absolute(),
