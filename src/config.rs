@@ -148,6 +148,10 @@ pub struct ServerOptions {
     /// before pushes get 503 [default: 64]
     #[arg(long, env = "DATAPOOL_MAX_UNAPPLIED_MIB", value_name = "MIB")]
     pub max_unapplied_mib: Option<usize>,
+    /// Refuse subscription URLs on loopback and private addresses too (link-local ones
+    /// are always refused) [default: false]
+    #[arg(long, env = "DATAPOOL_OUTBOUND_DENY_PRIVATE", value_name = "BOOL")]
+    pub outbound_deny_private: Option<bool>,
 }
 
 impl ServerOptions {
@@ -171,6 +175,7 @@ impl ServerOptions {
                 .or(lower.request_body_timeout_seconds),
             max_ingest_in_flight: self.max_ingest_in_flight.or(lower.max_ingest_in_flight),
             max_unapplied_mib: self.max_unapplied_mib.or(lower.max_unapplied_mib),
+            outbound_deny_private: self.outbound_deny_private.or(lower.outbound_deny_private),
         }
     }
 }
@@ -208,6 +213,9 @@ pub struct Config {
     /// MiB of accepted writes (bodies and flattened names) that may wait to be applied:
     /// the memory accepted writes hold. Past it pushes get 503 and bulk imports wait.
     pub max_unapplied_mib: usize,
+    /// Whether subscriptions may not deliver to loopback and private addresses (RFC
+    /// 1918, unique local IPv6); link-local ones are refused regardless.
+    pub outbound_deny_private: bool,
 }
 
 impl Config {
@@ -252,6 +260,7 @@ impl Config {
                 .max_ingest_in_flight
                 .unwrap_or(DEFAULT_MAX_INGEST_IN_FLIGHT),
             max_unapplied_mib: o.max_unapplied_mib.unwrap_or(DEFAULT_MAX_UNAPPLIED_MIB),
+            outbound_deny_private: o.outbound_deny_private.unwrap_or(false),
         };
         config.validate()?;
         Ok(config)

@@ -16,7 +16,10 @@
 //! - [`ingest`]: the durable path of a write: group commit to the journal, then the
 //!   applier into the pool and the change log.
 //! - [`ids`]: random identifiers for connectors, keys and requests.
-//! - [`model`]: streams, connectors, and the JSON documents that describe them.
+//! - [`model`]: streams, connectors, subscriptions, and the JSON documents that
+//!   describe them.
+//! - [`outbound`]: delivering change notifications to subscriptions: workers, retries,
+//!   signing, the target guard.
 //! - [`private_file`]: writing files only the service user may read.
 //! - [`store`]: persistence; the only module that touches sled.
 
@@ -30,5 +33,6 @@ pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod model;
+pub mod outbound;
 pub mod private_file;
 pub mod store;

@@ -193,7 +193,8 @@ fn print_test(test: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_document(file: &PathBuf) -> anyhow::Result<Value> {
+/// A JSON object document from `file`, or standard input for `-`.
+pub fn read_document(file: &PathBuf) -> anyhow::Result<Value> {
     let text = if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -230,7 +231,8 @@ const LOG_COLUMNS: [(&str, &str); 5] = [
     ("MESSAGE", "message"),
 ];
 
-fn rows(list: &Value) -> &[Value] {
+/// The elements of a JSON array, none for anything else.
+pub fn rows(list: &Value) -> &[Value] {
     list.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 

@@ -5,6 +5,7 @@ mod client;
 mod connector;
 mod read_key;
 mod serve;
+mod subscription;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,9 @@ enum Command {
     /// Manage read keys (read-only access for displays) on a running server
     #[command(subcommand)]
     ReadKey(read_key::ReadKeyCommand),
+    /// Manage subscriptions (change notifications pushed to other systems) on a running server
+    #[command(subcommand)]
+    Subscription(subscription::SubscriptionCommand),
 }
 
 /// Parses the command line, runs the command, and turns failure into exit status 1
@@ -98,6 +102,9 @@ pub fn main() -> ExitCode {
         }
         Command::ReadKey(command) => {
             client::run(&cli.global, |client| read_key::run(client, command))
+        }
+        Command::Subscription(command) => {
+            client::run(&cli.global, |client| subscription::run(client, command))
         }
     };
     match result {

@@ -135,6 +135,7 @@ fn router(state: AppState) -> Router {
             get(admin::read_keys::list).post(admin::read_keys::create),
         )
         .route("/read-keys/{id}", delete(admin::read_keys::delete))
+        .merge(subscription_routes())
         .route_layer(from_fn(read_admin_body))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     Router::new()
@@ -159,6 +160,27 @@ fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::new())
         .layer(from_fn(request_context))
         .with_state(state)
+}
+
+/// `/api/admin/subscriptions` and below (SPEC §6), inside the admin layers.
+fn subscription_routes() -> Router<AppState> {
+    use admin::subscriptions::{
+        activate, create, deactivate, delete, deliveries, list, resend, rotate_secret, show, update,
+    };
+    Router::new()
+        .route("/subscriptions", get(list).post(create))
+        .route(
+            "/subscriptions/{id}",
+            get(show).patch(update).delete(delete),
+        )
+        .route("/subscriptions/{id}/activate", post(activate))
+        .route("/subscriptions/{id}/deactivate", post(deactivate))
+        .route("/subscriptions/{id}/rotate-secret", post(rotate_secret))
+        .route("/subscriptions/{id}/deliveries", get(deliveries))
+        .route(
+            "/subscriptions/{id}/deliveries/{delivery}/resend",
+            post(resend),
+        )
 }
 
 #[cfg(test)]

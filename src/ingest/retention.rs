@@ -1,5 +1,5 @@
 //! Background sweeps: expired idempotency keys, connector log entries past 30 days,
-//! and changes older than the change log's retention (after which SSE clients resuming
+//! subscription delivery logs and finished deliveries past 30 days, and changes older than the change log's retention (after which SSE clients resuming
 //! from them get `event: reset`).
 
 use std::time::Duration;
@@ -30,15 +30,18 @@ pub async fn run(store: Store, stop: CancellationToken) {
             let keys = store.sweep_idempotency(now)?;
             let changes =
                 store.sweep_changes(now.checked_sub(CHANGE_RETENTION).unwrap_or(Timestamp::MIN))?;
-            Ok::<_, crate::store::StoreError>((keys, changes))
+            let deliveries =
+                store.sweep_deliveries(now.checked_sub(LOG_RETENTION).unwrap_or(Timestamp::MIN))?;
+            Ok::<_, crate::store::StoreError>((keys, changes, deliveries))
         })
         .await;
         match swept {
-            Ok(Ok((keys, changes))) if keys + changes > 0 => {
+            Ok(Ok((keys, changes, deliveries))) if keys + changes + deliveries > 0 => {
                 tracing::debug!(
                     keys,
                     changes,
-                    "swept expired idempotency keys and old changes"
+                    deliveries,
+                    "swept expired idempotency keys, old changes and old deliveries"
                 );
             }
             Ok(Ok(_)) => {}
