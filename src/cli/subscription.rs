@@ -19,9 +19,13 @@ pub enum SubscriptionCommand {
         /// Display name
         #[arg(long, required_unless_present = "file")]
         name: Option<String>,
-        /// The receiver's URL (http:// or https://)
-        #[arg(long, required_unless_present = "file")]
-        url: Option<String>,
+        /// The receiver's URL (http:// or https://); --url is the server's
+        #[arg(
+            long = "receiver",
+            value_name = "URL",
+            required_unless_present = "file"
+        )]
+        receiver: Option<String>,
         /// An event to send: item.created, item.updated, item.deleted, connector.error,
         /// connector.recovered; repeat for more
         #[arg(long = "event", required_unless_present = "file")]
@@ -33,7 +37,7 @@ pub enum SubscriptionCommand {
         #[arg(long)]
         sign: bool,
         /// A subscription document (JSON, SPEC §1.1); - reads standard input
-        #[arg(long, conflicts_with_all = ["name", "url", "events", "streams", "sign"])]
+        #[arg(long, conflicts_with_all = ["name", "receiver", "events", "streams", "sign"])]
         file: Option<PathBuf>,
     },
     /// List subscriptions
@@ -122,7 +126,7 @@ pub async fn run(client: AdminClient, command: SubscriptionCommand) -> anyhow::R
     let (method, url, body) = match &command {
         SubscriptionCommand::Create {
             name,
-            url,
+            receiver,
             events,
             streams,
             sign,
@@ -131,7 +135,7 @@ pub async fn run(client: AdminClient, command: SubscriptionCommand) -> anyhow::R
             let doc = match file {
                 Some(file) => read_document(file)?,
                 None => {
-                    let mut doc = json!({"name": name, "url": url, "events": events});
+                    let mut doc = json!({"name": name, "url": receiver, "events": events});
                     if !streams.is_empty() {
                         doc["streams"] = json!(streams);
                     }
