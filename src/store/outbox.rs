@@ -469,13 +469,23 @@ impl Store {
     }
 
     /// Drops delivery log entries older than `cutoff`, and finished deliveries last
-    /// tried before it; returns how many of both. Pending deliveries stay.
+    /// tried before it; returns how many of both. Pending deliveries stay. Each
+    /// subscription's deliveries are read in the order they were made, up to the first
+    /// made after `cutoff` (none made later can have been tried before it).
     pub fn sweep_deliveries(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
         let mut removed = sweep_log(&self.inner.delivery_log, cutoff)?;
-        for entry in self.inner.deliveries.iter() {
-            let (key, value) = entry?;
-            let delivery: Delivery = decode(&value)?;
-            if delivery.state != DeliveryState::Pending && delivery.due < cutoff {
+        for id in self.inner.subscriptions.iter().keys() {
+            let id = id?;
+            let prefix = [id.as_ref(), &[0]].concat();
+            for entry in self.inner.deliveries.scan_prefix(prefix) {
+                let (key, value) = entry?;
+                let delivery: Delivery = decode(&value)?;
+                if delivery.created_at >= cutoff {
+                    break;
+                }
+                if delivery.state == DeliveryState::Pending || delivery.due >= cutoff {
+                    continue;
+                }
                 // Compare-and-swap: a re-send in between keeps it.
                 if self
                     .inner
