@@ -60,7 +60,7 @@ pub enum SubscriptionCommand {
         /// Subscription id (s_…)
         id: String,
     },
-    /// Deactivate a subscription: it gets nothing more; pending deliveries are dropped
+    /// Deactivate a subscription: it gets nothing more; pending deliveries are listed as exhausted
     Deactivate {
         /// Subscription id (s_…)
         id: String,
