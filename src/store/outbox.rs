@@ -162,24 +162,44 @@ fn key_seq(key: &[u8]) -> Result<u64, StoreError> {
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
+/// The trees an apply pass enqueues into.
+pub(super) struct Queue<'t> {
+    pub(super) subscriptions: &'t TransactionalTree,
+    pub(super) deliveries: &'t TransactionalTree,
+    pub(super) outbox: &'t TransactionalTree,
+}
+
 /// Enqueues a delivery of each change in `made` for every active subscription that
-/// wants it; how many. Part of the apply transaction.
+/// wants it; how many. Part of the apply transaction, which also reads each
+/// subscription it enqueues for: one deleted since `routes` was read gets nothing.
 pub(super) fn enqueue(
     routes: &[(String, Filter)],
     instance: [u8; 8],
     made: &[Change],
-    deliveries: &TransactionalTree,
-    outbox: &TransactionalTree,
+    queue: &Queue<'_>,
 ) -> TxResult<u64> {
     if routes.is_empty() {
         return Ok(0);
     }
+    let mut exists = std::collections::HashMap::new();
+    for (id, _) in routes {
+        exists.insert(
+            id.as_str(),
+            queue.subscriptions.get(id.as_bytes())?.is_some(),
+        );
+    }
+    let Queue {
+        deliveries, outbox, ..
+    } = queue;
     let mut queued = 0;
     for change in made {
         let event = EventCode::from(change.kind);
         let mut wanted = routes
             .iter()
-            .filter(|(_, filter)| filter.matches(event, change.stream.as_str()))
+            .filter(|(id, filter)| {
+                exists.get(id.as_str()).copied().unwrap_or(false)
+                    && filter.matches(event, change.stream.as_str())
+            })
             .peekable();
         if wanted.peek().is_none() {
             continue;

@@ -285,11 +285,22 @@ impl Store {
             &inner.stream_changes,
             &inner.meta,
             &inner.connector_items,
+            &inner.subscriptions,
             &inner.deliveries,
             &inner.outbox,
         );
         let (made, queued) = transact(trees.transaction(
-            |(keys, items, streams, stream_changes, meta, owners, deliveries, outbox)| {
+            |(
+                keys,
+                items,
+                streams,
+                stream_changes,
+                meta,
+                owners,
+                subscriptions,
+                deliveries,
+                outbox,
+            )| {
                 let mut pass = Pass {
                     items,
                     change_seq: tx_seq(meta, CHANGE_SEQ_KEY)?,
@@ -304,7 +315,12 @@ impl Store {
                     }
                 }
                 pass.finish(streams, owners, stream_changes)?;
-                let queued = outbox::enqueue(&routes, instance, &pass.made, deliveries, outbox)?;
+                let queue = outbox::Queue {
+                    subscriptions,
+                    deliveries,
+                    outbox,
+                };
+                let queued = outbox::enqueue(&routes, instance, &pass.made, &queue)?;
                 meta.insert(CHANGE_SEQ_KEY, &pass.change_seq.to_be_bytes())?;
                 meta.insert(APPLIED_SEQ_KEY, &last_seq.to_be_bytes())?;
                 Ok((pass.made, queued))
