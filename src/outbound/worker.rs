@@ -21,6 +21,10 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 /// Most characters of an error kept in the delivery log.
 const MAX_ERROR_CHARS: usize = 300;
+/// How long a subscription may fail every attempt before it is deactivated (SPEC §6).
+/// Counted by its worker from the first failure since its last success or since the
+/// worker started, so a restart starts the count anew.
+const MAX_FAILING: SignedDuration = SignedDuration::from_hours(5 * 24);
 /// Sent as `User-Agent`, so receivers can tell datapool's deliveries apart.
 const AGENT: &str = concat!("datapool/", env!("CARGO_PKG_VERSION"));
 
@@ -36,9 +40,10 @@ struct Attempt {
 }
 
 /// Delivers subscription `id`'s outbox until `stop` fires, the subscription is gone or
-/// inactive, or a receiver answered 410 Gone (which deactivates it).
+/// inactive, or it is deactivated for a 410 Gone or for failing [`MAX_FAILING`].
 pub(super) async fn run(context: Arc<Context>, id: String, stop: CancellationToken) {
     let mut woken = context.store.outbox().woken();
+    let mut failing_since = None;
     loop {
         // Seen before looking: a wake-up between the look and the wait is not lost.
         woken.borrow_and_update();
@@ -53,7 +58,7 @@ pub(super) async fn run(context: Arc<Context>, id: String, stop: CancellationTok
                 if due_in.is_positive() {
                     due_in.unsigned_abs()
                 } else {
-                    match deliver(&context, &id, delivery, &stop).await {
+                    match deliver(&context, &id, delivery, &mut failing_since, &stop).await {
                         Ok(true) => continue,
                         Ok(false) => return,
                         Err(error) => {
@@ -73,10 +78,12 @@ pub(super) async fn run(context: Arc<Context>, id: String, stop: CancellationTok
 }
 
 /// Sends `delivery` and records the attempt; whether the worker carries on.
+/// `failing_since` is when the subscription's current run of failures began.
 async fn deliver(
     context: &Context,
     id: &str,
     mut delivery: Delivery,
+    failing_since: &mut Option<Timestamp>,
     stop: &CancellationToken,
 ) -> Result<bool, StoreError> {
     let Some(subscription) = context.store.subscription(id)?.filter(|s| s.spec.active) else {
@@ -117,11 +124,25 @@ async fn deliver(
     if delivery.state == DeliveryState::Exhausted && recorded == Recorded::Saved && !gone {
         tracing::info!(subscription_id = %id, delivery_id = %entry.id, attempts = delivery.attempts, "delivery exhausted its retries");
     }
-    if gone {
-        deactivate(context, &subscription).await?;
-        return Ok(false);
+    if delivery.state == DeliveryState::Delivered {
+        *failing_since = None;
+    } else {
+        failing_since.get_or_insert(attempt.started);
     }
-    Ok(true)
+    let reason = if gone {
+        "the receiver answered 410 Gone"
+    } else if failing_too_long(*failing_since, attempt.started) {
+        "every delivery failed for 5 days"
+    } else {
+        return Ok(true);
+    };
+    deactivate(context, &subscription, reason).await?;
+    Ok(false)
+}
+
+/// Whether failures since `since` have lasted [`MAX_FAILING`] by `now`.
+fn failing_too_long(since: Option<Timestamp>, now: Timestamp) -> bool {
+    since.is_some_and(|since| since.duration_until(now) >= MAX_FAILING)
 }
 
 /// Moves `delivery` past an attempt: delivered on 2xx; exhausted on 410 or when its
@@ -156,8 +177,13 @@ fn advance(
     Some(next)
 }
 
-/// A 410 Gone: the receiver asks not to be sent anything more.
-async fn deactivate(context: &Context, subscription: &Subscription) -> Result<(), StoreError> {
+/// Deactivates a subscription the receiver asked to stop (410 Gone) or that fails
+/// for too long, logging `reason`.
+async fn deactivate(
+    context: &Context,
+    subscription: &Subscription,
+    reason: &str,
+) -> Result<(), StoreError> {
     let id = subscription.id.clone();
     let mut attempt = 0;
     loop {
@@ -175,7 +201,7 @@ async fn deactivate(context: &Context, subscription: &Subscription) -> Result<()
             Err(StoreError::NotFound) => return Ok(()),
             result => {
                 result?;
-                tracing::warn!(subscription_id = %id, "the receiver answered 410 Gone: subscription deactivated");
+                tracing::warn!(subscription_id = %id, reason, "subscription deactivated");
                 context.changed();
                 return Ok(());
             }
@@ -345,6 +371,15 @@ mod tests {
         let mut gone = pending();
         advance(&mut gone, &policy, &answered(Some(410), None), true);
         assert_eq!(gone.state, DeliveryState::Exhausted);
+    }
+
+    #[test]
+    fn five_days_of_failures_deactivate() {
+        let since = Timestamp::UNIX_EPOCH;
+        let almost = since + SignedDuration::from_hours(5 * 24 - 1);
+        assert!(!failing_too_long(Some(since), almost));
+        assert!(failing_too_long(Some(since), since + MAX_FAILING));
+        assert!(!failing_too_long(None, since + MAX_FAILING));
     }
 
     #[test]
