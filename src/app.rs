@@ -19,6 +19,7 @@ use crate::http::tls::{self, TlsError};
 use crate::http::TrustedProxies;
 use crate::ingest::{retention, Ingest};
 use crate::metrics::Metrics;
+use crate::outbound::{Outbound, OutboundError, TargetGuard};
 use crate::store::{Store, StoreError};
 use crate::{http, private_file, systemd};
 
@@ -38,6 +39,9 @@ pub enum AppError {
     /// TLS cannot be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The delivery client cannot be built.
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
     /// A listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -136,6 +140,14 @@ impl Server {
             &background,
             shutdown.clone(),
         );
+        let outbound = Outbound::start(
+            self.store.clone(),
+            TargetGuard {
+                deny_private: self.config.outbound_deny_private,
+            },
+            &background,
+            shutdown.clone(),
+        )?;
         let state = Arc::new(Services {
             store: self.store.clone(),
             shutdown: shutdown.clone(),
@@ -147,6 +159,7 @@ impl Server {
             keys_in_flight: Arc::default(),
             activity,
             pollers,
+            outbound,
             trusted_proxies: TrustedProxies::new(self.config.trusted_proxies.clone()),
             submissions: background.clone(),
             metrics,

@@ -155,6 +155,10 @@ pub struct ServerOptions {
     /// File holding a bearer token that /metrics then requires (Authorization: Bearer …) [default: /metrics is open]
     #[arg(long, env = "DATAPOOL_METRICS_TOKEN_FILE", value_name = "FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Refuse subscription URLs on loopback and private addresses too (link-local ones
+    /// are always refused) [default: false]
+    #[arg(long, env = "DATAPOOL_OUTBOUND_DENY_PRIVATE", value_name = "BOOL")]
+    pub outbound_deny_private: Option<bool>,
 }
 
 impl ServerOptions {
@@ -179,6 +183,7 @@ impl ServerOptions {
             max_ingest_in_flight: self.max_ingest_in_flight.or(lower.max_ingest_in_flight),
             max_unapplied_mib: self.max_unapplied_mib.or(lower.max_unapplied_mib),
             metrics_token_file: self.metrics_token_file.or(lower.metrics_token_file),
+            outbound_deny_private: self.outbound_deny_private.or(lower.outbound_deny_private),
         }
     }
 }
@@ -222,6 +227,9 @@ pub struct Config {
     /// The token read from `metrics_token_file` at start-up; never printed.
     #[serde(skip)]
     pub metrics_token: Option<Secret>,
+    /// Whether subscriptions may not deliver to loopback and private addresses (RFC
+    /// 1918, unique local IPv6); link-local ones are refused regardless.
+    pub outbound_deny_private: bool,
 }
 
 impl Config {
@@ -272,6 +280,7 @@ impl Config {
                 .map(read_metrics_token)
                 .transpose()?,
             metrics_token_file: o.metrics_token_file,
+            outbound_deny_private: o.outbound_deny_private.unwrap_or(false),
         };
         config.validate()?;
         Ok(config)

@@ -19,7 +19,10 @@
 //!   applier into the pool and the change log.
 //! - [`metrics`]: what the server counts, and `/metrics` in OpenMetrics text.
 //! - [`ids`]: random identifiers for connectors, keys and requests.
-//! - [`model`]: streams, connectors, and the JSON documents that describe them.
+//! - [`model`]: streams, connectors, subscriptions, and the JSON documents that
+//!   describe them.
+//! - [`outbound`]: delivering change notifications to subscriptions: workers, retries,
+//!   signing, the target guard.
 //! - [`private_file`]: writing files only the service user may read.
 //! - [`store`]: persistence; the only module that touches sled.
 //! - [`systemd`]: readiness, watchdog and stopping notices for a `Type=notify` unit.
@@ -36,6 +39,7 @@ pub mod ids;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod outbound;
 pub mod private_file;
 pub mod store;
 pub mod systemd;

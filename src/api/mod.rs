@@ -21,6 +21,7 @@ use crate::http::{ApiError, TrustedProxies};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::model::Secret;
+use crate::outbound::Outbound;
 use crate::store::Store;
 
 pub use in_flight::InFlight;
@@ -52,6 +53,8 @@ pub struct Services {
     pub activity: Arc<Activity>,
     /// The SQL pollers' supervisor, told about every connector change.
     pub pollers: Arc<Pollers>,
+    /// The subscriptions' delivery workers, told about every subscription change.
+    pub outbound: Arc<Outbound>,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
     /// Submissions that outlive their request (an idempotent write whose client hung

@@ -68,5 +68,6 @@ fn store_figures(store: &Store) -> Result<StoreFigures, StoreError> {
     Ok(StoreFigures {
         stream_items,
         disk_bytes: store.disk_bytes().to_vec(),
+        outbound_pending: store.outbox().pending(),
     })
 }

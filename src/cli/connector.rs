@@ -257,7 +257,7 @@ fn print_test(test: &Value) -> anyhow::Result<()> {
 
 /// The JSON object in `file` (`-`: standard input); a [`Usage`] error when it cannot be
 /// read or is not one.
-fn read_document(file: &PathBuf) -> Result<Value, Usage> {
+pub fn read_document(file: &PathBuf) -> Result<Value, Usage> {
     let text = if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()

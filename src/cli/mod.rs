@@ -7,6 +7,7 @@ mod connector;
 mod read_key;
 mod serve;
 mod stream;
+mod subscription;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,6 +121,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Manage subscriptions (change notifications pushed to other systems) on a running server
+    #[command(subcommand)]
+    Subscription(subscription::SubscriptionCommand),
 }
 
 /// What the top-level `--help` adds after the commands.
@@ -168,6 +172,9 @@ pub fn main() -> ExitCode {
             Config::data_dir(cli.global.config.as_deref(), cli.global.data_dir.clone())
                 .map_err(anyhow::Error::from)
                 .and_then(|dir| backup::restore(&file, &dir, force, json))
+        }
+        Command::Subscription(command) => {
+            client::run(&cli.global, |client| subscription::run(client, command))
         }
     };
     match result {

@@ -144,6 +144,7 @@ fn router(state: AppState) -> Router {
         )
         .route("/read-keys/{id}", delete(admin::read_keys::delete))
         .route("/backup", get(admin::backup::backup))
+        .merge(subscription_routes())
         .route_layer(from_fn(read_admin_body))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     // Files are read by their handlers, up to the connector's own size cap.
@@ -174,6 +175,27 @@ fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::new())
         .layer(from_fn(request_context))
         .with_state(state)
+}
+
+/// `/api/admin/subscriptions` and below (SPEC §6), inside the admin layers.
+fn subscription_routes() -> Router<AppState> {
+    use admin::subscriptions::{
+        activate, create, deactivate, delete, deliveries, list, resend, rotate_secret, show, update,
+    };
+    Router::new()
+        .route("/subscriptions", get(list).post(create))
+        .route(
+            "/subscriptions/{id}",
+            get(show).patch(update).delete(delete),
+        )
+        .route("/subscriptions/{id}/activate", post(activate))
+        .route("/subscriptions/{id}/deactivate", post(deactivate))
+        .route("/subscriptions/{id}/rotate-secret", post(rotate_secret))
+        .route("/subscriptions/{id}/deliveries", get(deliveries))
+        .route(
+            "/subscriptions/{id}/deliveries/{delivery}/resend",
+            post(resend),
+        )
 }
 
 #[cfg(test)]

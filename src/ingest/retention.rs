@@ -1,6 +1,7 @@
 //! Background sweeps: expired idempotency keys, connector log entries past 30 days,
-//! and changes older than the change log's retention (after which SSE clients resuming
-//! from them get `event: reset`).
+//! changes older than the change log's retention (after which SSE clients resuming
+//! from them get `event: reset`), and subscription delivery logs and finished
+//! deliveries past 30 days.
 //!
 //! A pass starts every [`SWEEP_EVERY`]; it goes through the store in steps of at most
 //! [`STEP_ENTRIES`] entries per sweep, a [`STEP_PAUSE`] apart, so that a large backlog
@@ -34,14 +35,20 @@ struct Sweeps {
 }
 
 /// The kinds of sweep, in the order of [`Sweeps::cursors`].
-const KINDS: [&str; 3] = ["idempotency keys", "connector log entries", "changes"];
+const KINDS: [&str; 4] = [
+    "idempotency keys",
+    "connector log entries",
+    "changes",
+    "deliveries",
+];
 
 impl Sweeps {
     /// One step of each sweep (a new pass for those that finished theirs), as of `now`;
     /// how many entries each removed. Blocking.
-    fn step(&mut self, store: &Store, now: Timestamp) -> Result<[usize; 3], StoreError> {
+    fn step(&mut self, store: &Store, now: Timestamp) -> Result<[usize; 4], StoreError> {
         let before = |age: SignedDuration| now.checked_sub(age).unwrap_or(Timestamp::MIN);
-        let mut removed = [0; 3];
+        let fresh = !self.under_way();
+        let mut removed = [0; 4];
         for (kind, cursor) in self.cursors.iter_mut().enumerate() {
             let from = cursor.take().unwrap_or_default();
             let SweepStep { removed: n, next } = match kind {
@@ -51,6 +58,11 @@ impl Sweeps {
             };
             removed[kind] = n;
             *cursor = next;
+        }
+        // Deliveries are swept whole, once per pass: a subscription's finished
+        // deliveries are few next to the logs and changes.
+        if fresh {
+            removed[3] = store.sweep_deliveries(before(LOG_RETENTION))?;
         }
         Ok(removed)
     }

@@ -206,6 +206,8 @@ pub struct StoreFigures {
     pub stream_items: Vec<(String, u64)>,
     /// Bytes on disk of the pool (`db`) and of the journal (`journal`).
     pub disk_bytes: Vec<(&'static str, u64)>,
+    /// Deliveries to subscribed URLs waiting to be made (or retried).
+    pub outbound_pending: u64,
 }
 
 /// One scrape: the counters and the store's figures, encoded by prometheus-client.
@@ -276,8 +278,8 @@ impl Collector for Scrape {
         gauge(
             &mut encoder,
             "datapool_outbound_pending",
-            "Change notifications waiting to be delivered to subscribed URLs; always 0 until outbound delivery exists",
-            0,
+            "Change notifications waiting to be delivered to subscribed URLs (first attempts and retries)",
+            self.store.outbound_pending,
         )?;
         gauge(
             &mut encoder,
@@ -370,6 +372,7 @@ mod tests {
         let text = metrics.scrape(StoreFigures {
             stream_items: vec![("sales".into(), 4)],
             disk_bytes: vec![("db", 4096)],
+            outbound_pending: 3,
         });
         for line in [
             "datapool_ingest_items_total{stream=\"sales\"} 5",
@@ -380,7 +383,7 @@ mod tests {
             "datapool_store_size_bytes{part=\"db\"} 4096",
             "datapool_ingest_stage_seconds_bucket{le=\"0.0005\",stage=\"journal_sync\"} 1",
             "datapool_ingest_stage_seconds_bucket{le=\"0.00025\",stage=\"journal_sync\"} 0",
-            "datapool_outbound_pending 0",
+            "datapool_outbound_pending 3",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }

@@ -12,7 +12,7 @@ use prometheus_client::metrics::MetricType;
 /// The router's route templates, which are the `route` label's values: a bounded set,
 /// whatever paths clients send. Every route of the router belongs here; a path none of
 /// them matches (answered 404) is counted as [`OTHER_ROUTE`].
-const ROUTES: [&str; 24] = [
+const ROUTES: [&str; 33] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -34,9 +34,18 @@ const ROUTES: [&str; 24] = [
     "/api/admin/connectors/{id}/rotate-key",
     "/api/admin/connectors/{id}/logs",
     "/api/admin/connectors/{id}/test",
+    "/api/admin/connectors/{id}/upload",
     "/api/admin/monitoring",
     "/api/admin/read-keys",
     "/api/admin/read-keys/{id}",
+    "/api/admin/backup",
+    "/api/admin/subscriptions",
+    "/api/admin/subscriptions/{id}",
+    "/api/admin/subscriptions/{id}/activate",
+    "/api/admin/subscriptions/{id}/deactivate",
+    "/api/admin/subscriptions/{id}/rotate-secret",
+    "/api/admin/subscriptions/{id}/deliveries",
+    "/api/admin/subscriptions/{id}/deliveries/{delivery}/resend",
 ];
 
 /// The `route` of a request whose path matches no route.

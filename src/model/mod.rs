@@ -1,15 +1,17 @@
 //! The DataPool's nouns and the JSON documents that describe them: stream names,
 //! items and the writes and changes that touch them, connectors (with validation of
-//! the whole §1.1 document), and JSON Merge Patch.
+//! the whole §1.1 document), subscriptions and their deliveries, and JSON Merge Patch.
 
 mod activity;
 pub mod bulk;
 mod connector;
+mod delivery;
 mod item;
 mod merge_patch;
 mod read_key;
 mod secret;
 mod stream;
+mod subscription;
 
 pub use activity::{ActivitySummary, LogEntry, LogLevel, DEFAULT_PUSH_IDLE_SECONDS};
 pub use connector::{
@@ -18,6 +20,7 @@ pub use connector::{
     Settings, SignatureEncoding, SignedContent, Signing, SigningScheme, SqlDriver, SqlSettings,
     TextEncoding, UpsertMode, UrlAuth, UrlSource,
 };
+pub use delivery::{delivery_id, delivery_seq, message_id, Delivery, DeliveryEntry, DeliveryState};
 pub use item::{
     flatten, item_id, map_fields, name_bytes, Change, ChangeKind, Fields, Item, Upsert, Write,
 };
@@ -25,6 +28,10 @@ pub use merge_patch::merge_patch;
 pub use read_key::{ReadKey, ReadKeySpec};
 pub use secret::Secret;
 pub use stream::StreamName;
+pub use subscription::{
+    generate_secret, signing_key, BasicAuth, EventCode, Filter, RetryKind, RetryPolicy,
+    Subscription, SubscriptionSpec,
+};
 
 /// Why a document or value was refused; the message names the field and the rule.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -18,11 +18,14 @@
 //! - `stream_changes`: stream \0 last change sequence → consecutive
 //!   [`Change`](crate::model::Change)s of that stream, kept 7 days. Data dirs from before
 //!   it kept one `changes` tree of every stream by sequence; opening one drops that tree
-//!   and marks its changes as gone (readers resuming from them get `event: reset`).
+//!   and marks its changes as gone (readers resuming from them get `event: reset`);
+//! - `subscriptions`, `deliveries`, `outbox`, `delivery_log`: subscriptions and the
+//!   durable outbox of their deliveries (see [`Outbox`]).
 
 mod activity;
 mod codec;
 mod journal;
+mod outbox;
 mod pool;
 mod read_keys;
 mod snapshot;
@@ -42,6 +45,7 @@ use crate::model::Connector;
 use codec::{decode, encode, Sealer};
 
 pub use journal::{Accepted, IdempotencyRecord};
+pub use outbox::{Outbox, Recorded};
 pub use pool::StreamStats;
 pub use snapshot::SnapshotSink;
 pub use spool::Spool;
@@ -174,6 +178,12 @@ struct Inner {
     connector_logs: sled::Tree,
     activity: sled::Tree,
     connector_items: sled::Tree,
+    subscriptions: sled::Tree,
+    deliveries: sled::Tree,
+    outbox: sled::Tree,
+    delivery_log: sled::Tree,
+    /// Active subscriptions and the pending count, in memory.
+    outbox_state: Outbox,
     /// The data dir: sled lives in `db/`, the journal in `journal/`.
     data_dir: PathBuf,
     sealer: Sealer,
@@ -222,6 +232,9 @@ impl Store {
         check_schema(&meta)?;
         pool::retire_global_change_log(&db, &meta)?;
         spool::clear(data_dir)?;
+        let subscriptions = db.open_tree("subscriptions")?;
+        let outbox = db.open_tree("outbox")?;
+        let outbox_state = outbox::open(&meta, &subscriptions, &outbox, &sealer)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 connectors: db.open_tree("connectors")?,
@@ -235,6 +248,11 @@ impl Store {
                 connector_logs: db.open_tree("connector_logs")?,
                 activity: db.open_tree("activity")?,
                 connector_items: db.open_tree("connector_items")?,
+                subscriptions,
+                deliveries: db.open_tree("deliveries")?,
+                outbox,
+                delivery_log: db.open_tree("delivery_log")?,
+                outbox_state,
                 meta,
                 db,
                 data_dir: data_dir.to_owned(),

@@ -1,8 +1,9 @@
 //! The DataPool itself: items by stream, per-stream counts, and the change log.
 //!
 //! [`Store::apply`] moves journal records into the pool in a single transaction
-//! (items, stream counts, change records, idempotency keys, the applied mark), so
-//! replaying the journal after a crash applies each record exactly once.
+//! (items, stream counts, change records, idempotency keys, the deliveries of the
+//! changes to subscribers, the applied mark), so replaying the journal after a crash
+//! applies each record exactly once.
 //!
 //! Every sled insert copies the leaf it lands in, so a pass writes per item only the
 //! item itself: per-connector counts and stream summaries are summed and written once,
@@ -21,6 +22,7 @@ use sled::transaction::{ConflictableTransactionError, Transactional, Transaction
 
 use super::codec::encode_groups;
 use super::journal::{seq_of, APPLIED_SEQ_KEY};
+use super::outbox;
 use super::Accepted;
 use super::{decode, encode, transact, Store, StoreError};
 use crate::model::{Change, ChangeKind, Fields, Item, StreamName, Upsert, UpsertMode, Write};
@@ -276,6 +278,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let inner = &self.inner;
+        let (routes, instance) = self.outbox_routes();
         let trees = (
             &inner.idempotency,
             &inner.items,
@@ -283,9 +286,22 @@ impl Store {
             &inner.stream_changes,
             &inner.meta,
             &inner.connector_items,
+            &inner.subscriptions,
+            &inner.deliveries,
+            &inner.outbox,
         );
-        transact(
-            trees.transaction(|(keys, items, streams, stream_changes, meta, owners)| {
+        let (made, queued) = transact(trees.transaction(
+            |(
+                keys,
+                items,
+                streams,
+                stream_changes,
+                meta,
+                owners,
+                subscriptions,
+                deliveries,
+                outbox,
+            )| {
                 let mut pass = Pass {
                     items,
                     change_seq: tx_seq(meta, CHANGE_SEQ_KEY)?,
@@ -300,11 +316,19 @@ impl Store {
                     }
                 }
                 pass.finish(streams, owners, stream_changes)?;
+                let queue = outbox::Queue {
+                    subscriptions,
+                    deliveries,
+                    outbox,
+                };
+                let queued = outbox::enqueue(&routes, instance, &pass.made, &queue)?;
                 meta.insert(CHANGE_SEQ_KEY, &pass.change_seq.to_be_bytes())?;
                 meta.insert(APPLIED_SEQ_KEY, &last_seq.to_be_bytes())?;
-                Ok(pass.made)
-            }),
-        )
+                Ok((pass.made, queued))
+            },
+        ))?;
+        self.enqueued(queued);
+        Ok(made)
     }
 
     /// One item.

@@ -404,3 +404,50 @@ fn a_pass_that_changes_nothing_only_moves_the_applied_mark() {
         Some(3)
     );
 }
+
+fn subscription(streams: serde_json::Value) -> crate::model::Subscription {
+    let spec = crate::model::SubscriptionSpec::from_json(json!({"name": "s",
+        "url": "http://127.0.0.1:9/hook", "events": ["item.created"], "streams": streams}))
+    .expect("valid");
+    crate::model::Subscription::new(spec, jiff::Timestamp::now())
+}
+
+#[test]
+fn applying_enqueues_for_matching_active_subscriptions_and_survives_reopening() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("open");
+    store
+        .apply(&[(1, upserting("sales", "c_1", &["before"], 1))])
+        .expect("apply with no subscription");
+    assert_eq!(store.outbox().pending(), 0);
+    let sales = subscription(json!(["sales"]));
+    let stock = subscription(json!(["stock"]));
+    store.create_subscription(&sales).expect("create");
+    store.create_subscription(&stock).expect("create");
+    store
+        .apply(&[(2, upserting("sales", "c_1", &["a", "b"], 1))])
+        .expect("apply");
+    assert_eq!(store.outbox().pending(), 2);
+    assert!(store.next_delivery(&stock.id).expect("read").is_none());
+    let first = store
+        .next_delivery(&sales.id)
+        .expect("read")
+        .expect("pending");
+    let body: serde_json::Value = serde_json::from_str(&first.body).expect("json");
+    assert_eq!(body["payload"]["resourceId"], "a");
+    drop(store);
+
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.outbox().pending(), 2);
+    let again = store
+        .next_delivery(&sales.id)
+        .expect("read")
+        .expect("pending");
+    assert_eq!(again.message_id, first.message_id);
+    store.delete_subscription(&sales.id).expect("delete");
+    assert_eq!(store.outbox().pending(), 0);
+    assert!(store
+        .delivery(&sales.id, first.seq)
+        .expect("read")
+        .is_none());
+}

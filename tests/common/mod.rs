@@ -8,6 +8,7 @@ pub mod crash;
 pub mod credentials;
 pub mod durability;
 pub mod limits;
+pub mod receiver;
 pub mod sse;
 
 use std::io::{BufRead, BufReader, Write};

@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 
 use super::upload::{received, upload_settings, FileQuery};
+use super::LogPage;
 use crate::api::{json_body, AppState};
 use crate::auth::{Credential, KeyKind, KeyRecord};
 use crate::connectors::probe::{self, ProbeError};
@@ -257,17 +258,6 @@ fn not_found_as(error: StoreError, id: &str) -> ApiError {
     }
 }
 
-/// Query of a log listing.
-#[derive(Debug, serde::Deserialize)]
-pub struct LogPage {
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
-/// Entries per log page unless `limit` says otherwise; larger limits are clamped.
-const DEFAULT_LOG_PAGE: usize = 100;
-const MAX_LOG_PAGE: usize = 1000;
-
 /// `GET /api/admin/connectors/{id}/logs?limit=&cursor=` → `{"entries","nextCursor"}`,
 /// newest first.
 pub async fn logs(
@@ -277,18 +267,7 @@ pub async fn logs(
 ) -> Result<Json<Value>, ApiError> {
     load(&state, &id)?;
     state.activity.flush()?;
-    let before = page
-        .cursor
-        .as_deref()
-        .map(|c| {
-            hex::decode(c)
-                .map_err(|_| ApiError::invalid_payload("cursor is not one this server gave out"))
-        })
-        .transpose()?;
-    let limit = page
-        .limit
-        .unwrap_or(DEFAULT_LOG_PAGE)
-        .clamp(1, MAX_LOG_PAGE);
+    let (before, limit) = page.parse()?;
     let (entries, next) = state.store.logs(&id, before.as_deref(), limit)?;
     Ok(Json(
         json!({"entries": entries, "nextCursor": next.map(hex::encode)}),

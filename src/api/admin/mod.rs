@@ -5,6 +5,7 @@ pub mod backup;
 pub mod connectors;
 pub mod monitoring;
 pub mod read_keys;
+pub mod subscriptions;
 pub mod upload;
 
 use axum::extract::{Request, State};
@@ -32,4 +33,36 @@ pub async fn require_admin(
         ));
     }
     Ok(next.run(request).await)
+}
+
+/// Entries per log page unless `limit` says otherwise.
+const DEFAULT_LOG_PAGE: usize = 100;
+/// Largest log page: larger limits are clamped.
+const MAX_LOG_PAGE: usize = 1000;
+
+/// Query of a log listing (connector logs, delivery logs): `?limit=&cursor=`.
+#[derive(Debug, serde::Deserialize)]
+pub struct LogPage {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+impl LogPage {
+    /// The opaque cursor the previous page gave out, and the page size.
+    pub fn parse(&self) -> Result<(Option<Vec<u8>>, usize), ApiError> {
+        let before = self
+            .cursor
+            .as_deref()
+            .map(|c| {
+                hex::decode(c).map_err(|_| {
+                    ApiError::invalid_payload("cursor is not one this server gave out")
+                })
+            })
+            .transpose()?;
+        let limit = self
+            .limit
+            .unwrap_or(DEFAULT_LOG_PAGE)
+            .clamp(1, MAX_LOG_PAGE);
+        Ok((before, limit))
+    }
 }
