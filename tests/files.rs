@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::{
-    all_items, assert_error, create_connector, eventually, get_item, log_entries, push_ok, send,
-    Answer, TestServer,
+    all_items, assert_error, create_connector, eventually, get_item, log_entries, log_entry,
+    push_ok, send, Answer, TestServer,
 };
 
 /// Polls run every second here; a change shows within a few.
@@ -105,20 +105,6 @@ async fn state(server: &TestServer, id: &str) -> String {
         .as_str()
         .unwrap_or("")
         .to_owned()
-}
-
-/// Waits until the connector's log has an entry of `event` whose message contains `text`.
-async fn log_entry(server: &TestServer, id: &str, event: &str, text: &str) -> Value {
-    eventually(
-        SOON,
-        &format!("a {event} entry with {text:?}"),
-        async || {
-            log_entries(server, id).await.into_iter().find(|e| {
-                e["event"] == event && e["message"].as_str().is_some_and(|m| m.contains(text))
-            })
-        },
-    )
-    .await
 }
 
 /// Waits until `stream` holds exactly the item ids `ids`.

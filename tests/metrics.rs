@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{
     create_connector, eventually, push, push_ok, send, wait_for_item, webhook, Options, TestServer,
@@ -94,26 +93,16 @@ async fn scrape(server: &TestServer, token: Option<&str>) -> (StatusCode, Option
 /// Runs the reference parser over `text`, which must be valid OpenMetrics.
 fn parse(text: &str) -> Scrape {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openmetrics.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write the scrape");
-    let output = child.wait_with_output().expect("parser output");
-    assert!(
-        output.status.success(),
-        "the reference parser refused the scrape: {}\n{text}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = common::python(
+        &[script],
+        text.as_bytes(),
+        &format!(
+            "the reference parser, given this scrape:
+{text}
+"
+        ),
     );
-    let samples: Vec<Value> = serde_json::from_slice(&output.stdout).expect("samples as JSON");
+    let samples: Vec<Value> = serde_json::from_slice(&output).expect("samples as JSON");
     Scrape(
         samples
             .into_iter()

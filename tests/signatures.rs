@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{
     assert_error, create_connector, get_item, send, unix_now, wait_for_item, webhook, Answer,
@@ -50,26 +49,8 @@ fn signer_ready(modules: &[&str]) -> bool {
 /// The headers `tests/sign.py` produces for `request` (see its docstring).
 fn sign(request: &Value) -> Vec<(String, String)> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sign.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(request.to_string().as_bytes())
-        .expect("write the request");
-    let output = child.wait_with_output().expect("signer output");
-    assert!(
-        output.status.success(),
-        "sign.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let headers: Value = serde_json::from_slice(&output.stdout).expect("headers as JSON");
+    let output = common::python(&[script], request.to_string().as_bytes(), "sign.py");
+    let headers: Value = serde_json::from_slice(&output).expect("headers as JSON");
     headers
         .as_object()
         .expect("a JSON object")

@@ -11,7 +11,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
 
-use common::{all_items, create_connector, eventually, get_item, log_entries, TestServer};
+use common::{
+    all_items, create_connector, eventually, get_item, log_entries, log_entry, TestServer,
+};
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MARIADB: &str = "mysql://root@127.0.0.1:3306/test";
@@ -114,21 +116,6 @@ async fn items_when(
 
 fn ids(items: &[Value]) -> Vec<&str> {
     items.iter().filter_map(|i| i["id"].as_str()).collect()
-}
-
-/// Waits until the connector's log has an entry of `event` whose message contains
-/// `text`; returns that entry.
-async fn log_entry(server: &TestServer, id: &str, event: &str, text: &str) -> Value {
-    eventually(
-        SOON,
-        &format!("a {event} entry with {text:?} in {id}'s log"),
-        async || {
-            log_entries(server, id).await.into_iter().find(|e| {
-                e["event"] == event && e["message"].as_str().is_some_and(|m| m.contains(text))
-            })
-        },
-    )
-    .await
 }
 
 async fn state(server: &TestServer, id: &str) -> String {

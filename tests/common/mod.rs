@@ -653,3 +653,43 @@ pub async fn log_entries(server: &TestServer, id: &str) -> Vec<Value> {
     }
     panic!("the log's cursors never end");
 }
+
+/// Runs `python3 ARGS` with `input` on its standard input; its standard output, or a
+/// panic naming `what` with what it printed on standard error.
+pub fn python(args: &[&str], input: &[u8], what: &str) -> Vec<u8> {
+    let mut child = Command::new("python3")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write to python3");
+    let output = child.wait_with_output().expect("python3 output");
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// Waits until the connector's log has an entry of `event` whose message contains
+/// `text`; returns that entry.
+pub async fn log_entry(server: &TestServer, id: &str, event: &str, text: &str) -> Value {
+    eventually(
+        Duration::from_secs(30),
+        &format!("a {event} entry with {text:?} in {id}'s log"),
+        async || {
+            log_entries(server, id).await.into_iter().find(|e| {
+                e["event"] == event && e["message"].as_str().is_some_and(|m| m.contains(text))
+            })
+        },
+    )
+    .await
+}

@@ -4,9 +4,8 @@
 //! standard's own Python library.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -187,25 +186,11 @@ except Exception as e:
             .map(|name| (name.to_string(), json!(received.header(name))))
             .collect();
     let request = json!({"secret": secret, "body": received.body, "headers": headers});
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(request.to_string().as_bytes())
-        .expect("write the request");
-    let output = child.wait_with_output().expect("python3 output");
-    assert!(
-        output.status.success(),
-        "the verifier failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = super::python(
+        &["-c", SCRIPT],
+        request.to_string().as_bytes(),
+        "the verifier",
     );
-    let said = String::from_utf8_lossy(&output.stdout);
+    let said = String::from_utf8_lossy(&output);
     Some(said.trim() == "valid")
 }
