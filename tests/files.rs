@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::{
-    all_items, assert_error, create_connector, eventually, get_item, log_entries, log_entry,
-    push_ok, send, Answer, TestServer,
+    all_items, assert_error, connector_state, create_connector, eventually, get_item, log_entries,
+    log_entry, push_ok, send, Answer, TestServer,
 };
 
 /// Polls run every second here; a change shows within a few.
@@ -95,16 +95,6 @@ async fn snapshot(server: &TestServer, stream: &str) -> Vec<(String, Value, Valu
             )
         })
         .collect()
-}
-
-async fn state(server: &TestServer, id: &str) -> String {
-    let answer = server
-        .admin(Method::GET, &format!("/api/admin/connectors/{id}"), None)
-        .await;
-    answer.body["connector"]["state"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned()
 }
 
 /// Waits until `stream` holds exactly the item ids `ids`.
@@ -494,7 +484,7 @@ async fn a_malformed_file_stores_nothing_and_the_next_good_one_recovers() {
             "INVALID_PAYLOAD",
         );
         assert!(message.contains(reason), "{name}: {message}");
-        assert_eq!(state(&server, &csv_id).await, "error", "{name}");
+        assert_eq!(connector_state(&server, &csv_id).await, "error", "{name}");
         log_entry(&server, &csv_id, "error", name).await;
         assert_eq!(
             snapshot(&server, "bad-csv").await,
@@ -522,7 +512,7 @@ async fn a_malformed_file_stores_nothing_and_the_next_good_one_recovers() {
         "INVALID_PAYLOAD",
     );
     assert!(message.contains("workbook"), "{message}");
-    assert_eq!(state(&server, &xlsx_id).await, "error");
+    assert_eq!(connector_state(&server, &xlsx_id).await, "error");
     assert_eq!(snapshot(&server, "bad-xlsx").await, good_sheet);
 
     let (xml_id, _) = create_connector(
@@ -548,12 +538,12 @@ async fn a_malformed_file_stores_nothing_and_the_next_good_one_recovers() {
     ] {
         let answer = upload(&server, &xml_id, name, xml).await;
         assert_error(&answer, StatusCode::BAD_REQUEST, "INVALID_PAYLOAD");
-        assert_eq!(state(&server, &xml_id).await, "error", "{name}");
+        assert_eq!(connector_state(&server, &xml_id).await, "error", "{name}");
     }
     wait_for_ids(&server, "bad-xml", &["1", "2"]).await;
 
     upload_ok(&server, &csv_id, "fixed.csv", b"id,v\n1,a\n").await;
-    assert_eq!(state(&server, &csv_id).await, "active");
+    assert_eq!(connector_state(&server, &csv_id).await, "active");
     log_entry(&server, &csv_id, "recovered", "").await;
     wait_for_ids(&server, "bad-csv", &["1"]).await;
 }
@@ -663,7 +653,7 @@ async fn a_url_is_polled_with_conditional_get_and_a_test_writes_nothing() {
         first,
         "a 304 changes nothing"
     );
-    assert_eq!(state(&server, &id).await, "active");
+    assert_eq!(connector_state(&server, &id).await, "active");
 
     {
         let mut file = file.lock().expect("file");
@@ -744,13 +734,13 @@ async fn a_watched_folder_moves_files_and_reads_none_again_after_a_restart() {
             .contains("moved to failed/"),
         "{entry}"
     );
-    assert_eq!(state(&server, &id).await, "error");
+    assert_eq!(connector_state(&server, &id).await, "error");
     wait_for_ids(&server, "dropped", &["1", "2"]).await;
 
     std::fs::write(folder.path().join("second.csv"), "id,v\n2,c\n").expect("write");
     wait_for_ids(&server, "dropped", &["2"]).await;
     eventually(SOON, "the connector active again", async || {
-        (state(&server, &id).await == "active").then_some(())
+        (connector_state(&server, &id).await == "active").then_some(())
     })
     .await;
     let before = snapshot(&server, "dropped").await;

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
 
 use common::{
-    all_items, create_connector, eventually, get_item, log_entries, log_entry, TestServer,
+    all_items, connector_state, create_connector, eventually, get_item, log_entries, log_entry,
+    TestServer,
 };
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -118,16 +119,6 @@ fn ids(items: &[Value]) -> Vec<&str> {
     items.iter().filter_map(|i| i["id"].as_str()).collect()
 }
 
-async fn state(server: &TestServer, id: &str) -> String {
-    let answer = server
-        .admin(Method::GET, &format!("/api/admin/connectors/{id}"), None)
-        .await;
-    answer.body["connector"]["state"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned()
-}
-
 /// Checks source changes reach the pool at the next poll: an update, an insert and a
 /// delete, then that nothing else changed.
 async fn follows_changes<C: Connection>(
@@ -201,7 +192,7 @@ async fn postgres_types_reach_the_pool_and_changes_follow() {
                "ts": "2026-07-01T12:00:00+02:00", "tz": "2026-07-01T14:00:00+02:00",
                "arr": ["a", "b"], "nul": null, "s": "one"})
     );
-    assert_eq!(state(&server, &id).await, "active");
+    assert_eq!(connector_state(&server, &id).await, "active");
     let poll = log_entry(&server, &id, "poll", "items").await;
     assert!(poll["durationMs"].is_u64() && poll["items"] == 1, "{poll}");
 
@@ -447,7 +438,7 @@ async fn failures_are_classified_logged_and_recovered_from() {
     for ((name, _, _, _, expected), id) in cases.iter().zip(&created) {
         let entry = log_entry(&server, id, "error", expected).await;
         assert_eq!(entry["level"], "error", "{name}: {entry}");
-        assert_eq!(state(&server, id).await, "error", "{name}");
+        assert_eq!(connector_state(&server, id).await, "error", "{name}");
         assert!(
             !entry["message"]
                 .as_str()
@@ -487,7 +478,7 @@ async fn failures_are_classified_logged_and_recovered_from() {
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     log_entry(&server, &created[5], "recovered", "polling works again").await;
-    assert_eq!(state(&server, &created[5]).await, "active");
+    assert_eq!(connector_state(&server, &created[5]).await, "active");
 
     run(&mut pg, &format!("drop table {table}; drop role {role}")).await;
     run(&mut my, &format!("drop user '{user}'@'%'")).await;
@@ -559,14 +550,14 @@ async fn a_failing_poller_recovers_by_itself() {
             .starts_with("query failed"),
         "{entry}"
     );
-    assert_eq!(state(&server, &id).await, "error");
+    assert_eq!(connector_state(&server, &id).await, "error");
     run(
         &mut lite,
         "create table t (id integer primary key); insert into t values (1)",
     )
     .await;
     log_entry(&server, &id, "recovered", "polling works again").await;
-    assert_eq!(state(&server, &id).await, "active");
+    assert_eq!(connector_state(&server, &id).await, "active");
     items_when(&server, "late", |items| ids(items) == ["1"]).await;
 }
 
@@ -649,7 +640,7 @@ async fn mariadb_zero_dates_are_null_with_a_warning() {
         warning["message"].as_str().unwrap_or("").contains("\"d\""),
         "{warning}"
     );
-    assert_eq!(state(&server, &id).await, "active");
+    assert_eq!(connector_state(&server, &id).await, "active");
     run(&mut my, &format!("drop table {table}")).await;
 }
 
@@ -768,7 +759,7 @@ async fn an_unreachable_database_is_retried_ever_later_until_it_is_back() {
         .map(|pair| pair[1].duration_since(pair[0]).as_secs_f64())
         .collect();
     assert!(gaps[2] > gaps[0], "the pauses grow: {gaps:?} s");
-    assert_eq!(state(&server, &id).await, "error");
+    assert_eq!(connector_state(&server, &id).await, "error");
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -781,6 +772,6 @@ async fn an_unreachable_database_is_retried_ever_later_until_it_is_back() {
             .find(|e| e["event"] == "recovered")
     })
     .await;
-    assert_eq!(state(&server, &id).await, "active");
+    assert_eq!(connector_state(&server, &id).await, "active");
     items_when(&server, "down", |items| ids(items) == ["1"]).await;
 }

@@ -44,3 +44,21 @@ impl ValidationError {
         ValidationError(format!("{path}: {message}"))
     }
 }
+
+/// Reads an admin document (`what`: "a connector", "a subscription") into `T`, naming
+/// the field a refusal is about; validating it is the caller's.
+fn read_document<T: serde::de::DeserializeOwned>(
+    document: serde_json::Value,
+    what: &str,
+) -> Result<T, ValidationError> {
+    if !document.is_object() {
+        return Err(ValidationError(format!("{what} document is a JSON object")));
+    }
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = e.path().to_string();
+        match path.as_str() {
+            "." => ValidationError(e.into_inner().to_string()),
+            _ => ValidationError::field(&path, e.into_inner()),
+        }
+    })
+}

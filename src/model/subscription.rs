@@ -246,18 +246,7 @@ fn active_by_default() -> bool {
 impl SubscriptionSpec {
     /// Parses and validates a subscription document.
     pub fn from_json(document: Value) -> Result<Self, ValidationError> {
-        if !document.is_object() {
-            return Err(ValidationError(
-                "a subscription document is a JSON object".into(),
-            ));
-        }
-        let spec: SubscriptionSpec = serde_path_to_error::deserialize(document).map_err(|e| {
-            let path = e.path().to_string();
-            match path.as_str() {
-                "." => ValidationError(e.into_inner().to_string()),
-                _ => ValidationError::field(&path, e.into_inner()),
-            }
-        })?;
+        let spec: SubscriptionSpec = super::read_document(document, "a subscription")?;
         spec.validate()?;
         Ok(spec)
     }

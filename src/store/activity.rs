@@ -57,6 +57,16 @@ pub(super) fn newest_first<T: serde::de::DeserializeOwned>(
     Ok((page.into_iter().map(|(_, entry)| entry).collect(), next))
 }
 
+/// When the entry under a [`log_key`] was logged, in microseconds: `owner \0
+/// microseconds \0 counter` puts the time 16 bytes from the end.
+pub(super) fn logged_at(key: &[u8]) -> Result<Option<u64>, StoreError> {
+    key.len()
+        .checked_sub(16)
+        .and_then(|at| key.get(at..at + 8))
+        .map(seq_of)
+        .transpose()
+}
+
 /// Drops entries older than `cutoff` from a log tree keyed by [`log_key`]; returns how
 /// many. Reads only keys: each holds its entry's time.
 pub(super) fn sweep_log(tree: &sled::Tree, cutoff: Timestamp) -> Result<usize, StoreError> {
@@ -64,13 +74,7 @@ pub(super) fn sweep_log(tree: &sled::Tree, cutoff: Timestamp) -> Result<usize, S
     let mut removed = 0;
     for key in tree.iter().keys() {
         let key = key?;
-        let micros = key
-            .len()
-            .checked_sub(16)
-            .and_then(|at| key.get(at..at + 8))
-            .map(seq_of)
-            .transpose()?;
-        if micros.is_some_and(|m| m < cutoff) {
+        if logged_at(&key)?.is_some_and(|m| m < cutoff) {
             tree.remove(key)?;
             removed += 1;
         }

@@ -5,7 +5,8 @@
 
 use jiff::Timestamp;
 
-use super::journal::{seq_of, IdempotencyRecord};
+use super::activity::logged_at;
+use super::journal::IdempotencyRecord;
 use super::{decode, Store, StoreError};
 use crate::model::Change;
 
@@ -94,14 +95,7 @@ impl Store {
         let _writing = self.writing();
         let tree = &self.inner.connector_logs;
         let (expired, next) = step(tree, from, limit, |key, _| {
-            // `connector id \0 microseconds \0 counter`: the time is 16 bytes from the end.
-            let micros = key
-                .len()
-                .checked_sub(16)
-                .and_then(|at| key.get(at..at + 8))
-                .map(seq_of)
-                .transpose()?;
-            Ok(if micros.is_some_and(|m| m < cutoff) {
+            Ok(if logged_at(key)?.is_some_and(|m| m < cutoff) {
                 Verdict::Expired
             } else {
                 Verdict::Kept

@@ -693,3 +693,14 @@ pub async fn log_entry(server: &TestServer, id: &str, event: &str, text: &str) -
     )
     .await
 }
+
+/// The state (`active`, `idle`, `error`, `disabled`) connector `id` shows.
+pub async fn connector_state(server: &TestServer, id: &str) -> String {
+    let answer = server
+        .admin(Method::GET, &format!("/api/admin/connectors/{id}"), None)
+        .await;
+    answer.body["connector"]["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}

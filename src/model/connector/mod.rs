@@ -214,18 +214,7 @@ impl ConnectorSpec {
 
     /// Parses and validates a connector document.
     pub fn from_json(document: Value) -> Result<Self, ValidationError> {
-        if !document.is_object() {
-            return Err(ValidationError(
-                "a connector document is a JSON object".into(),
-            ));
-        }
-        let spec: ConnectorSpec = serde_path_to_error::deserialize(document).map_err(|e| {
-            let path = e.path().to_string();
-            match path.as_str() {
-                "." => ValidationError(e.into_inner().to_string()),
-                _ => ValidationError::field(&path, e.into_inner()),
-            }
-        })?;
+        let spec: ConnectorSpec = super::read_document(document, "a connector")?;
         spec.validate()?;
         Ok(spec)
     }
