@@ -142,6 +142,7 @@ impl Server {
         );
         let outbound = Outbound::start(
             self.store.clone(),
+            metrics.clone(),
             TargetGuard {
                 deny_private: self.config.outbound_deny_private,
             },

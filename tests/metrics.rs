@@ -2,7 +2,8 @@
 //! path, the scrape is valid OpenMetrics for the reference parser
 //! (`python3 tests/openmetrics.py`, the `prometheus_client` of tests/requirements.txt)
 //! and counts what happened, by route template (never the raw path), status, stream
-//! and connector; `metrics_token_file` guards `/metrics` but not the probes.
+//! and connector; `metrics_token_file` guards `/metrics` but not the probes; delivery
+//! attempts to subscribers are counted by outcome and a waiting one is aged.
 //!
 //! Without the parser the tests are skipped with a printed reason, except under
 //! `CI=true`, where they fail.
@@ -11,6 +12,7 @@ mod common;
 
 use std::process::Command;
 
+use common::receiver::{Receiver, Reply};
 use common::{
     create_connector, eventually, push, push_ok, send, wait_for_item, webhook, Options, TestServer,
     EVENTUALLY,
@@ -258,4 +260,59 @@ async fn a_configured_token_guards_metrics_but_not_the_probes() {
         let answer = server.call(Method::GET, probe, None, None).await;
         assert_eq!(answer.status, StatusCode::OK, "{probe}");
     }
+}
+
+#[tokio::test]
+async fn outbound_attempts_are_counted_by_outcome_and_the_oldest_pending_is_aged() {
+    if !parser_ready() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let doc = json!({"name": "Sales", "type": "webhook", "stream": "sales", "itemKey": "id"});
+    let (_, key) = create_connector(&server, &doc).await;
+    let healthy = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.always(Reply::Status(500));
+    for (name, receiver) in [("healthy", &healthy), ("failing", &failing)] {
+        let doc = json!({"name": name, "url": receiver.url("/hook"), "events": ["item.created"],
+                         "retry": {"policy": "fixed", "maxRetries": 3, "intervalSeconds": 3600}});
+        let created = server
+            .admin(Method::POST, "/api/admin/subscriptions", Some(&doc))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+    push_ok(&server, "sales", &key, &json!({"id": "a"})).await;
+    healthy.wait_for(1, EVENTUALLY).await;
+    failing.wait_for(1, EVENTUALLY).await;
+
+    let metrics = eventually(
+        EVENTUALLY,
+        "both attempts counted, the retry aged",
+        async || {
+            let (_, scrape) = scrape(&server, None).await;
+            let scrape = scrape.expect("an open /metrics");
+            let attempts = |outcome| {
+                scrape
+                    .value("datapool_outbound_attempts_total", &[("outcome", outcome)])
+                    .unwrap_or(0.0)
+            };
+            let counted = attempts("delivered") == 1.0 && attempts("pending") == 1.0;
+            let aged = scrape.get("datapool_outbound_oldest_pending_seconds", &[]) >= 1.0;
+            (counted && aged).then_some(scrape)
+        },
+    )
+    .await;
+    assert_eq!(
+        metrics.value(
+            "datapool_outbound_attempts_total",
+            &[("outcome", "exhausted")]
+        ),
+        None,
+        "no delivery ran out of retries"
+    );
+    assert_eq!(
+        metrics.get("datapool_outbound_pending", &[]),
+        1.0,
+        "the failed delivery waits for its retry in an hour"
+    );
 }

@@ -2,7 +2,8 @@
 //! Webhooks signature (checked by the standard's own library), Basic auth and static
 //! headers, write-only secrets, filters, retries per policy with the delivery log,
 //! re-sends, `Retry-After`, 410 Gone, isolation from a hanging receiver, delivery
-//! after a kill -9, activation and deletion, and the target guard.
+//! after a kill -9, activation and deletion, the target guard, connector events
+//! (`connector.error`, `connector.recovered`) and unique names.
 
 mod common;
 
@@ -10,7 +11,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::receiver::{verified_by_standard_library, Received, Receiver, Reply};
-use common::{assert_error, create_connector, item_path, push_ok, Options, TestServer, EVENTUALLY};
+use common::{
+    assert_error, create_connector, item_path, push_ok, send, webhook, Options, TestServer,
+    EVENTUALLY,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -255,6 +259,117 @@ async fn updates_deletes_and_the_stream_and_event_filters() {
     assert!(
         deletes[0].header("webhook-signature").is_none(),
         "unsigned without a secret"
+    );
+}
+
+#[tokio::test]
+async fn a_connector_that_starts_failing_and_recovers_is_announced_once_each() {
+    let (server, key) = server_with_sales().await;
+    let (other, _) = create_connector(
+        &server,
+        &json!({"name": "Stock", "type": "webhook", "stream": "stock"}),
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    let mut doc = to(&receiver, "ops");
+    doc["events"] = json!(["connector.error", "connector.recovered"]);
+    doc["streams"] = json!(["sales"]);
+    subscribe(&server, &doc).await;
+
+    for _ in 0..2 {
+        let refused = send(webhook(&server, "sales", &key).body("{not json")).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    }
+    let failed = receiver.wait_for(1, EVENTUALLY).await;
+    let body = failed[0].json();
+    assert_eq!(body["eventCode"], "connector.error", "{body}");
+    assert_eq!(body["eventName"], "A connector failed");
+    assert!(body["messageId"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("wh-")));
+    let connector = body["payload"]["resourceId"]
+        .as_str()
+        .expect("connector id");
+    assert!(connector.starts_with("c_") && connector != other, "{body}");
+    assert_eq!(
+        body["payload"]["path"],
+        format!("/api/admin/connectors/{connector}")
+    );
+    assert_eq!(body["payload"]["stream"], "sales");
+    let fields = &body["payload"]["fields"];
+    assert_eq!(
+        (&fields["name"], &fields["type"], &fields["state"]),
+        (&json!("Sales"), &json!("webhook"), &json!("error"))
+    );
+    assert!(
+        fields["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("refused")),
+        "{fields}"
+    );
+
+    push_ok(&server, "sales", &key, &json!({"id": "ok"})).await;
+    push_ok(&server, "sales", &key, &json!({"id": "ok2"})).await;
+    let got = receiver.wait_for(2, EVENTUALLY).await;
+    let recovered = got[1].json();
+    assert_eq!(recovered["eventCode"], "connector.recovered", "{recovered}");
+    assert_eq!(recovered["payload"]["fields"]["state"], "active");
+    assert_ne!(recovered["messageId"], body["messageId"]);
+    // One event per change of state: the second refusal and the second success, and
+    // the item changes this subscription does not want, sent nothing more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 2);
+}
+
+#[tokio::test]
+async fn subscription_names_are_unique_without_regard_to_case() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let (first, _) = subscribe(&server, &to(&receiver, "Reports")).await;
+    let (second, _) = subscribe(&server, &to(&receiver, "Audit")).await;
+    let taken = server
+        .admin(
+            Method::POST,
+            "/api/admin/subscriptions",
+            Some(&to(&receiver, "reports")),
+        )
+        .await;
+    let message = assert_error(&taken, StatusCode::CONFLICT, "CONFLICT");
+    assert!(message.contains("subscription named"), "{message}");
+    let renamed = server
+        .admin(
+            Method::PATCH,
+            &format!("/api/admin/subscriptions/{second}"),
+            Some(&json!({"name": "REPORTS"})),
+        )
+        .await;
+    assert_error(&renamed, StatusCode::CONFLICT, "CONFLICT");
+    let kept = server
+        .admin(
+            Method::PATCH,
+            &format!("/api/admin/subscriptions/{first}"),
+            Some(&json!({"name": "reports"})),
+        )
+        .await;
+    assert_eq!(
+        kept.status,
+        StatusCode::OK,
+        "its own name, recased: {}",
+        kept.body
+    );
+    let listed = server
+        .admin(Method::GET, "/api/admin/subscriptions", None)
+        .await;
+    let names: Vec<&str> = listed.body["subscriptions"]
+        .as_array()
+        .expect("subscriptions")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.contains(&"reports") && names.contains(&"Audit"),
+        "{names:?}"
     );
 }
 

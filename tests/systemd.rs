@@ -1,7 +1,8 @@
 //! The server under a `Type=notify` service manager: the test plays systemd, binding the
 //! datagram socket named by `NOTIFY_SOCKET` and setting `WATCHDOG_USEC`, and checks what
 //! the real binary tells it: READY only once `/healthz` answers and the journal is
-//! replayed, WATCHDOG pings after it, STOPPING on SIGTERM.
+//! replayed, WATCHDOG pings after it, STOPPING on SIGTERM; `/readyz` is 503 until the
+//! replay is done.
 
 mod common;
 
@@ -11,8 +12,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::crash::{Workload, STREAM};
-use common::{binary, client_trusting, TestServer};
-use reqwest::StatusCode;
+use common::{assert_error, binary, client_trusting, eventually, get_item, Options, TestServer};
+use reqwest::{Method, StatusCode};
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -162,21 +163,26 @@ async fn ready_comes_once_healthz_answers_then_the_watchdog_is_fed() {
     server.terminate().await;
 }
 
-#[tokio::test]
-async fn ready_waits_until_the_journal_is_replayed() {
-    // A write acknowledged (202) but not applied: the applier's first pass waits a
-    // second, then the process ends, leaving the write in the journal only.
+/// A server that acknowledged a write (202) and ended before applying it: the
+/// applier's first pass waits a second, then the process ends, leaving the write
+/// (item `keep-1` of [`STREAM`]) in the journal only.
+async fn write_left_in_journal() -> TestServer {
     let mut crashed = TestServer::start_failing("applier::before_apply=return(1000)").await;
     let mut workload = Workload::new(&crashed).await;
     assert!(workload.send(&crashed, 1).await, "{}", crashed.logs());
     crashed.exited().await;
-    let token = crashed.token();
+    crashed
+}
 
-    // The replay waits two seconds before applying it; the listeners answer meanwhile.
-    let mut server = Supervised::start(
-        crashed.data_dir(),
-        &[("FAILPOINTS", "applier::before_apply=sleep(2000)")],
-    );
+/// Fail points that make the replay wait three seconds before applying; the listeners
+/// answer meanwhile.
+const SLOW_REPLAY: (&str, &str) = ("FAILPOINTS", "applier::before_apply=sleep(3000)");
+
+#[tokio::test]
+async fn ready_waits_until_the_journal_is_replayed() {
+    let crashed = write_left_in_journal().await;
+    let token = crashed.token();
+    let mut server = Supervised::start(crashed.data_dir(), &[SLOW_REPLAY]);
     let ready = server.wait_for("READY=1").await;
     let https = Supervised::https_in(&ready);
     let item = server
@@ -193,6 +199,38 @@ async fn ready_waits_until_the_journal_is_replayed() {
         server.logs()
     );
     server.terminate().await;
+}
+
+#[tokio::test]
+async fn readyz_is_503_until_the_journal_is_replayed() {
+    let crashed = write_left_in_journal().await;
+    let server = TestServer::start_with(Options {
+        data_dir: Some(crashed.data_dir().to_owned()),
+        env: vec![(SLOW_REPLAY.0.into(), SLOW_REPLAY.1.into())],
+        listening_only: true,
+        ..Options::default()
+    })
+    .await;
+    let replaying = server.call(Method::GET, "/readyz", None, None).await;
+    let message = assert_error(&replaying, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
+    assert!(
+        message.contains("replaying the journal") && message.contains("(1 to go)"),
+        "{message}"
+    );
+    assert!(replaying.headers.contains_key("retry-after"));
+    let healthz = server.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(healthz.status, StatusCode::OK, "alive while replaying");
+
+    eventually(NOTICE_TIMEOUT, "/readyz 200 after the replay", async || {
+        let answer = server.call(Method::GET, "/readyz", None, None).await;
+        (answer.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    let item = get_item(&server, STREAM, "keep-1").await;
+    assert!(
+        item.is_some(),
+        "ready, so the acknowledged write is readable"
+    );
 }
 
 #[tokio::test]

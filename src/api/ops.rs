@@ -5,6 +5,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use jiff::Timestamp;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
@@ -18,8 +19,9 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the store is open, accepted writes are being applied and the server
-/// is not shutting down, so new work will be taken.
+/// `GET /readyz`: the store is open, accepted writes are being applied (those the
+/// journal held at start included) and the server is not shutting down, so new work
+/// will be taken and reads show every acknowledged write.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     if state.shutdown.is_cancelled() {
         return Err(ApiError::unavailable("shutting down"));
@@ -58,7 +60,8 @@ fn check_scraper(state: &Services, request: &Request) -> Result<(), ApiError> {
     ))
 }
 
-/// The store's figures for a scrape: items per stream and bytes on disk. Blocking.
+/// The store's figures for a scrape: items per stream, bytes on disk, the outbox.
+/// Blocking.
 fn store_figures(store: &Store) -> Result<StoreFigures, StoreError> {
     let stream_items = store
         .streams()?
@@ -69,5 +72,8 @@ fn store_figures(store: &Store) -> Result<StoreFigures, StoreError> {
         stream_items,
         disk_bytes: store.disk_bytes().to_vec(),
         outbound_pending: store.outbox().pending(),
+        outbound_oldest_pending_seconds: store.oldest_pending()?.map_or(0, |at| {
+            u64::try_from(Timestamp::now().duration_since(at).as_secs()).unwrap_or(0)
+        }),
     })
 }

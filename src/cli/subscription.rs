@@ -16,7 +16,7 @@ pub enum SubscriptionCommand {
     /// Create a subscription (active) from flags, or from a whole document with --file
     #[command(after_help = CREATE_HELP)]
     Create {
-        /// Display name
+        /// Display name, unique without regard to case
         #[arg(long, required_unless_present = "file")]
         name: Option<String>,
         /// The receiver's URL (http:// or https://); --url is the server's
@@ -98,7 +98,8 @@ Flags cover the common case; --file takes the whole document: basicAuth
 {\"username\",\"password\"}, \"secret\" (whsec_… or \"generate\"), legacySha1Header,
 headers {\"X-Api-Key\": \"…\"}, timeoutSeconds (default 10, at most 60), and retry
 {\"policy\": \"exponential\"|\"fixed\", \"maxRetries\", \"intervalSeconds\"}.
-Link-local receivers (169.254.0.0/16, fe80::/10) are refused.";
+Link-local receivers (169.254.0.0/16, fe80::/10) are refused. connector.error is
+sent when a connector starts failing, connector.recovered when it works again.";
 
 /// The subscriptions' path in the admin API.
 const SUBSCRIPTIONS: [&str; 3] = ["api", "admin", "subscriptions"];

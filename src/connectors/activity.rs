@@ -1,6 +1,8 @@
 //! What connectors have been doing, counted in memory and written to their logs in
 //! aggregated entries every few seconds, so a flood of rejected requests or a poll
 //! every second costs counters, not disk writes or log lines (SPEC §3.1, §7).
+//! A connector that starts failing, or works again, is also announced to subscribers
+//! (`connector.error`, `connector.recovered`, SPEC §6): once per change of state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -12,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::ApiError;
 use crate::metrics::Metrics;
-use crate::model::{ActivitySummary, Connector, ConnectorState, ConnectorType, LogEntry, LogLevel};
+use crate::model::{
+    ActivitySummary, Connector, ConnectorState, ConnectorType, EventCode, LogEntry, LogLevel,
+};
 use crate::store::{Store, StoreError};
 
 /// How often aggregated entries and summaries are written: a busy connector gets one
@@ -61,21 +65,27 @@ struct Tracked {
 
 impl Tracked {
     /// Marks a success at `now`; after failures, logs the recovery as `message`.
-    fn succeeded(&mut self, now: Timestamp, message: &str) {
-        if self.summary.failing_since.take().is_some() {
+    /// Whether it was a recovery.
+    fn succeeded(&mut self, now: Timestamp, message: &str) -> bool {
+        let recovered = self.summary.failing_since.take().is_some();
+        if recovered {
             self.notes
                 .push(entry(now, LogLevel::Info, "recovered", message.to_owned()));
         }
         self.summary.last_success_at = Some(now);
         self.summary_changed = true;
+        recovered
     }
 
-    /// Marks a failure at `now`, unless one is already marked.
-    fn failed(&mut self, now: Timestamp) {
-        if self.summary.failing_since.is_none() {
+    /// Marks a failure at `now`, unless one is already marked. Whether it was the
+    /// first failure since the last success.
+    fn failed(&mut self, now: Timestamp) -> bool {
+        let first = self.summary.failing_since.is_none();
+        if first {
             self.summary.failing_since = Some(now);
             self.summary_changed = true;
         }
+        first
     }
 }
 
@@ -110,11 +120,10 @@ impl Activity {
         self.with(connector_id, |t| t.summary.clone())
     }
 
-    /// Counts an accepted request; a success after failures is logged as a recovery.
+    /// Counts an accepted request; a success after failures is logged and announced
+    /// as a recovery.
     pub fn accepted(&self, connector_id: &str, items: usize, handling: Duration) {
-        let now = Timestamp::now();
-        self.record(connector_id, |t| {
-            t.succeeded(now, "data is accepted again");
+        self.succeeded(connector_id, "data is accepted again", |t, now| {
             t.requests += 1;
             t.items += items as u64;
             t.handling += handling;
@@ -129,10 +138,7 @@ impl Activity {
             self.metrics.connector_error(connector_id);
         }
         let now = Timestamp::now();
-        self.record(connector_id, |t| {
-            if failure {
-                t.failed(now);
-            }
+        let failing = self.record(connector_id, |t| {
             let slot = t
                 .refused
                 .entry(error.code())
@@ -140,7 +146,12 @@ impl Activity {
             slot.0 += 1;
             slot.1 = error.message().to_owned();
             slot.2 = now;
+            failure && t.failed(now)
         });
+        if failing {
+            let message = format!("a push was refused: {}", error.message());
+            self.announce(connector_id, EventCode::ConnectorError, message);
+        }
         if self.allow_process_log(connector_id) {
             tracing::warn!(%connector_id, code = error.code(), "refusing pushes to this connector (at most one line a minute)");
         }
@@ -149,9 +160,7 @@ impl Activity {
     /// Counts a successful poll of `items` items; the first after failures is logged as
     /// a recovery.
     pub fn polled(&self, connector_id: &str, items: usize, took: Duration) {
-        let now = Timestamp::now();
-        self.record(connector_id, |t| {
-            t.succeeded(now, "polling works again");
+        self.succeeded(connector_id, "polling works again", |t, now| {
             t.polls += 1;
             t.poll_items = items as u64;
             t.polling += took;
@@ -159,15 +168,37 @@ impl Activity {
         });
     }
 
+    /// Counts a success with `count`; the first after failures is logged and announced
+    /// as a recovery, with `message`.
+    fn succeeded(
+        &self,
+        connector_id: &str,
+        message: &'static str,
+        count: impl FnOnce(&mut Tracked, Timestamp),
+    ) {
+        let now = Timestamp::now();
+        let recovered = self.record(connector_id, |t| {
+            count(t, now);
+            t.succeeded(now, message)
+        });
+        if recovered {
+            self.announce(connector_id, EventCode::ConnectorRecovered, message.into());
+        }
+    }
+
     /// Logs a failed poll (an `error` entry with the reason) and puts the connector in
-    /// Error until a poll succeeds.
+    /// Error until a poll succeeds; the first failure is announced.
     pub fn poll_failed(&self, connector_id: &str, message: String) {
         self.metrics.connector_error(connector_id);
         let now = Timestamp::now();
-        self.record(connector_id, |t| {
-            t.failed(now);
+        let announced = message.clone();
+        let failing = self.record(connector_id, |t| {
             t.notes.push(entry(now, LogLevel::Error, "error", message));
+            t.failed(now)
         });
+        if failing {
+            self.announce(connector_id, EventCode::ConnectorError, announced);
+        }
     }
 
     /// Counts a poll of a `kind` connector, successful or not, that took `took`.
@@ -252,9 +283,30 @@ impl Activity {
 
     /// Records activity: bookkeeping must never fail the request it describes, so a
     /// store error here is logged and the activity dropped.
-    fn record(&self, connector_id: &str, f: impl FnOnce(&mut Tracked)) {
-        if let Err(error) = self.with(connector_id, f) {
+    fn record<T: Default>(&self, connector_id: &str, f: impl FnOnce(&mut Tracked) -> T) -> T {
+        self.with(connector_id, f).unwrap_or_else(|error| {
             tracing::warn!(%connector_id, %error, "connector activity could not be recorded");
+            T::default()
+        })
+    }
+
+    /// Enqueues `event` of a connector for its subscribers. The outbox write is a
+    /// durable store change, so on the runtime it runs on a blocking thread.
+    fn announce(&self, connector_id: &str, event: EventCode, message: String) {
+        let store = self.store.clone();
+        let id = connector_id.to_owned();
+        let work = move || {
+            let enqueued = store.connector(&id).and_then(|connector| match connector {
+                Some(connector) => store.enqueue_connector_event(event, &connector, &message),
+                None => Ok(0),
+            });
+            if let Err(error) = enqueued {
+                tracing::warn!(connector_id = %id, event = event.as_str(), %error, "a connector event could not be enqueued for subscribers");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(work)),
+            Err(_) => work(),
         }
     }
 

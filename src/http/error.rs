@@ -221,7 +221,9 @@ impl From<IngestError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NameTaken(_) | StoreError::Changed => ApiError::conflict(error.to_string()),
+            StoreError::NameTaken(..) | StoreError::Changed => {
+                ApiError::conflict(error.to_string())
+            }
             StoreError::NotFound => ApiError::not_found("not found"),
             other => ApiError::internal(other),
         }

@@ -76,6 +76,12 @@ pub enum IngestError {
     /// The applier has stopped; the server is exiting.
     #[error("accepted writes are no longer applied; datapool is restarting")]
     ApplierDied,
+    /// Writes accepted before the restart are still being applied from the journal.
+    #[error("replaying the journal: writes accepted before the restart are not all applied yet ({left} to go), so reads do not show them")]
+    Replaying {
+        /// Journal records still to apply.
+        left: u64,
+    },
     /// The request's journal record, its items as stored, is over the journal's limit.
     #[error("the request's items come to {bytes} bytes as stored, over the {max}-byte limit of one write; send fewer or smaller items")]
     TooLarge {
@@ -90,7 +96,7 @@ impl IngestError {
     /// Seconds a refused sender should wait before retrying, for a refusal that passes.
     pub fn retry_after_seconds(&self) -> Option<u64> {
         match self {
-            IngestError::Busy => Some(BUSY_RETRY_AFTER_SECONDS),
+            IngestError::Busy | IngestError::Replaying { .. } => Some(BUSY_RETRY_AFTER_SECONDS),
             IngestError::StoreFailing | IngestError::ApplierDied => {
                 Some(FAILING_RETRY_AFTER_SECONDS)
             }
@@ -357,9 +363,16 @@ impl Ingest {
             .await
     }
 
-    /// Whether accepted writes are being applied, for `/readyz`.
+    /// Whether accepted writes are being applied and what the journal held at start
+    /// is applied, for `/readyz`: a load balancer should not send readers to a server
+    /// whose reads still miss acknowledged writes.
     pub fn ready(&self) -> Result<(), IngestError> {
-        self.health.check()
+        self.health.check()?;
+        let applied = *self.applied.borrow();
+        match self.replay_end.checked_sub(applied) {
+            Some(left) if left > 0 => Err(IngestError::Replaying { left }),
+            _ => Ok(()),
+        }
     }
 
     /// The pipeline's health, for the server to exit when the applier dies.

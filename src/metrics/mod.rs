@@ -19,7 +19,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::model::ConnectorType;
+use crate::model::{ConnectorType, DeliveryState};
 pub use histogram::Histogram;
 pub use requests::{Requests, RouteId};
 
@@ -133,6 +133,8 @@ pub struct Metrics {
     /// Connector errors (failed polls, refused pushes that the connector's log records
     /// as errors), by connector id.
     connector_errors: Tally,
+    /// Delivery attempts to subscribed URLs, by the outcome the delivery log records.
+    outbound_attempts: Tally,
     /// The journal's last committed sequence.
     committed_seq: AtomicU64,
     /// The journal's last sequence applied to the pool.
@@ -165,6 +167,11 @@ impl Metrics {
     /// Counts an error of connector `connector_id`.
     pub fn connector_error(&self, connector_id: &str) {
         self.connector_errors.add([(connector_id, 1)]);
+    }
+
+    /// Counts a delivery attempt that left its delivery `outcome`.
+    pub fn outbound_attempt(&self, outcome: DeliveryState) {
+        self.outbound_attempts.add([(outcome.as_str(), 1)]);
     }
 
     /// Notes the journal's last committed sequence.
@@ -208,6 +215,8 @@ pub struct StoreFigures {
     pub disk_bytes: Vec<(&'static str, u64)>,
     /// Deliveries to subscribed URLs waiting to be made (or retried).
     pub outbound_pending: u64,
+    /// Seconds since the oldest of them was enqueued; 0 with none.
+    pub outbound_oldest_pending_seconds: u64,
 }
 
 /// One scrape: the counters and the store's figures, encoded by prometheus-client.
@@ -280,6 +289,22 @@ impl Collector for Scrape {
             "datapool_outbound_pending",
             "Change notifications waiting to be delivered to subscribed URLs (first attempts and retries)",
             self.store.outbound_pending,
+        )?;
+        gauge(
+            &mut encoder,
+            "datapool_outbound_oldest_pending_seconds",
+            "Seconds since the oldest change notification still waiting to be delivered was enqueued (0 when none waits): a receiver that is down shows here first",
+            self.store.outbound_oldest_pending_seconds,
+        )?;
+        labelled(
+            &mut encoder,
+            Family::new(
+                "datapool_outbound_attempts",
+                "Delivery attempts to subscribed URLs since the server started, by the outcome the delivery log records: delivered, pending (failed; another attempt follows), exhausted (failed; no retry is left)",
+                MetricType::Counter,
+                "outcome",
+            ),
+            &metrics.outbound_attempts.snapshot(),
         )?;
         gauge(
             &mut encoder,
@@ -369,10 +394,12 @@ mod tests {
         metrics.committed(7);
         metrics.applied(5);
         metrics.stage_took(Stage::JournalSync, Duration::from_micros(300));
+        metrics.outbound_attempt(DeliveryState::Exhausted);
         let text = metrics.scrape(StoreFigures {
             stream_items: vec![("sales".into(), 4)],
             disk_bytes: vec![("db", 4096)],
             outbound_pending: 3,
+            outbound_oldest_pending_seconds: 42,
         });
         for line in [
             "datapool_ingest_items_total{stream=\"sales\"} 5",
@@ -384,6 +411,8 @@ mod tests {
             "datapool_ingest_stage_seconds_bucket{le=\"0.0005\",stage=\"journal_sync\"} 1",
             "datapool_ingest_stage_seconds_bucket{le=\"0.00025\",stage=\"journal_sync\"} 0",
             "datapool_outbound_pending 3",
+            "datapool_outbound_oldest_pending_seconds 42",
+            "datapool_outbound_attempts_total{outcome=\"exhausted\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Change, EventCode};
+use super::{Change, Connector, EventCode};
 
 /// Where a delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +18,17 @@ pub enum DeliveryState {
     /// Every attempt its retry policy allows failed, or the subscription stopped
     /// before it was delivered; it can be re-sent.
     Exhausted,
+}
+
+impl DeliveryState {
+    /// The state as the delivery log and `/metrics` name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Exhausted => "exhausted",
+        }
+    }
 }
 
 /// One change notification for one subscription, kept 30 days after its last attempt
@@ -63,6 +74,46 @@ impl Delivery {
         }
     }
 
+    /// A pending delivery, due at once, of `event` (`connector.error` or
+    /// `connector.recovered`) of `connector` at `at`; `message` says what failed or
+    /// that it works again. `seq` numbers connector events apart from changes.
+    pub fn of_connector(
+        seq: u64,
+        message_id: String,
+        event: EventCode,
+        connector: &Connector,
+        message: &str,
+        at: Timestamp,
+    ) -> Self {
+        let state = if event == EventCode::ConnectorError {
+            "error"
+        } else {
+            "active"
+        };
+        let inner = json!({
+            "stream": connector.spec.stream.as_str(),
+            "resourceId": connector.id,
+            "path": path(&["api", "admin", "connectors", &connector.id]),
+            "fields": {
+                "name": connector.spec.name,
+                "type": connector.spec.kind.as_str(),
+                "state": state,
+                "message": message,
+            },
+        });
+        Delivery {
+            seq,
+            body: envelope(&message_id, event, at, inner).to_string(),
+            message_id,
+            event,
+            created_at: at,
+            attempts: 0,
+            retries: 0,
+            state: DeliveryState::Pending,
+            due: at,
+        }
+    }
+
     /// The id the delivery log and the resend route use.
     pub fn id(&self) -> String {
         delivery_id(self.seq)
@@ -95,32 +146,38 @@ pub fn message_id(instance: [u8; 8], seq: u64) -> String {
     )
 }
 
-/// The body of a delivery (SPEC §6). `item.deleted` has no `fields`.
+/// The body of a change's delivery (SPEC §6). `item.deleted` has no `fields`.
 fn payload(change: &Change, event: EventCode, message_id: &str) -> Value {
+    let stream = change.stream.as_str();
     let mut inner = json!({
-        "stream": change.stream.as_str(),
+        "stream": stream,
         "resourceId": change.item_id,
-        "path": item_path(change.stream.as_str(), &change.item_id),
+        "path": path(&["api", "streams", stream, "items", &change.item_id]),
         "version": change.version,
     });
     if let Some(fields) = &change.fields {
         inner["fields"] = Value::Object(fields.clone());
     }
+    envelope(message_id, event, change.at, inner)
+}
+
+/// What every delivery body says around its `payload`.
+fn envelope(message_id: &str, event: EventCode, at: Timestamp, payload: Value) -> Value {
     json!({
         "messageId": message_id,
         "eventCode": event.as_str(),
         "eventName": event.name(),
-        "timestamp": change.at,
-        "payload": inner,
+        "timestamp": at,
+        "payload": payload,
     })
 }
 
-/// `/api/streams/{stream}/items/{id}`, the id percent-encoded as a path segment.
-fn item_path(stream: &str, id: &str) -> String {
+/// An absolute path of `segments`, each percent-encoded (an item id may hold `/`).
+fn path(segments: &[&str]) -> String {
     // A constant absolute URL always parses, and it can be a base.
-    let mut url = url::Url::parse("http://localhost/api/streams").expect("a constant URL");
-    if let Ok(mut segments) = url.path_segments_mut() {
-        segments.push(stream).push("items").push(id);
+    let mut url = url::Url::parse("http://localhost/").expect("a constant URL");
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.clear().extend(segments);
     }
     url.path().to_owned()
 }

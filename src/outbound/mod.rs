@@ -27,6 +27,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::Metrics;
 use crate::store::Store;
 pub use guard::{GuardError, TargetGuard};
 
@@ -58,6 +59,8 @@ struct Context {
     slots: Semaphore,
     /// Wakes the supervisor.
     wake: Notify,
+    /// Where attempts are counted by outcome.
+    metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -74,8 +77,10 @@ pub struct Outbound {
 
 impl Outbound {
     /// Starts the supervisor on `tasks`; it and every worker stop when `stop` fires.
+    /// Attempts are counted into `metrics`.
     pub fn start(
         store: Store,
+        metrics: Arc<Metrics>,
         guard: TargetGuard,
         tasks: &TaskTracker,
         stop: CancellationToken,
@@ -91,6 +96,7 @@ impl Outbound {
             guard,
             slots: Semaphore::new(MAX_DELIVERIES_IN_FLIGHT),
             wake: Notify::new(),
+            metrics,
         });
         tasks.spawn(supervise(context.clone(), tasks.clone(), stop));
         Ok(Arc::new(Outbound { context }))

@@ -120,6 +120,7 @@ async fn deliver(
     let recorded = context
         .store
         .record_attempt(id, was_due, &delivery, &entry)?;
+    context.metrics.outbound_attempt(delivery.state);
     tracing::debug!(subscription_id = %id, delivery_id = %entry.id, attempt = entry.attempt, status = ?entry.status, outcome = ?entry.outcome, "delivery attempt");
     if delivery.state == DeliveryState::Exhausted && recorded == Recorded::Saved && !gone {
         tracing::info!(subscription_id = %id, delivery_id = %entry.id, attempts = delivery.attempts, "delivery exhausted its retries");

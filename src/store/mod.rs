@@ -88,9 +88,10 @@ pub enum StoreError {
         /// [`SCHEMA_VERSION`].
         supported: u32,
     },
-    /// A connector with that name (compared without case) already exists.
-    #[error("a connector named {0:?} already exists")]
-    NameTaken(String),
+    /// A connector or subscription (the first field) with that name (compared without
+    /// case) already exists.
+    #[error("a {0} named {1:?} already exists")]
+    NameTaken(&'static str, String),
     /// No record with that id.
     #[error("not found")]
     NotFound,
@@ -376,7 +377,10 @@ impl Store {
                             _ => {}
                         }
                         if names.get(&name)?.is_some_and(|owner| owner != id) {
-                            return abort(StoreError::NameTaken(connector.spec.name.clone()));
+                            return abort(StoreError::NameTaken(
+                                "connector",
+                                connector.spec.name.clone(),
+                            ));
                         }
                         if let Some(current) = &current {
                             names.remove(name_key(&current.spec.name))?;

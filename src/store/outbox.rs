@@ -8,6 +8,10 @@
 //!   deliveries of each subscription in the order they fall due;
 //! - `delivery_log`: subscription id \0 time \0 counter → [`DeliveryEntry`], 30 days.
 //!
+//! Connector events (`connector.error`, `connector.recovered`) are enqueued as they
+//! happen ([`Store::enqueue_connector_event`]), numbered by a counter of their own with
+//! [`CONNECTOR_EVENT_BIT`] set, so their sequences never meet a change's.
+//!
 //! [`Store::apply`] enqueues the deliveries of the changes it makes in its own
 //! transaction ([`enqueue`]), so a change and its notifications are durable together:
 //! a crash before the store is flushed replays the journal and enqueues them again,
@@ -16,7 +20,7 @@
 //! lock read per pass.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use jiff::Timestamp;
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
@@ -24,13 +28,20 @@ use tokio::sync::watch;
 
 use super::activity::{log_key, newest_first, owner_prefix, sweep_log};
 use super::codec::Sealer;
-use super::{abort, decode, encode, transact, Store, StoreError};
+use super::pool::tx_seq;
+use super::{abort, decode, encode, name_key, transact, Store, StoreError};
 use crate::model::{
-    message_id, Change, Delivery, DeliveryEntry, DeliveryState, EventCode, Filter, Subscription,
+    message_id, Change, Connector, Delivery, DeliveryEntry, DeliveryState, EventCode, Filter,
+    Subscription,
 };
 
 /// `meta` key of the data dir's random instance id, part of every message id.
 const INSTANCE_KEY: &[u8] = b"outbox_instance";
+/// `meta` key of the last connector event's number.
+const CONNECTOR_EVENT_KEY: &[u8] = b"connector_event_seq";
+/// Set in a connector event's sequence: the change sequence never reaches it, so a
+/// connector event and a change never share a delivery id or message id.
+const CONNECTOR_EVENT_BIT: u64 = 1 << 63;
 
 /// The in-memory side of the outbox: which subscriptions are active (for the
 /// applier), how many deliveries are pending, and the signal that wakes the workers.
@@ -45,6 +56,9 @@ pub struct Outbox {
     /// Random, drawn when the data dir was created; keeps message ids of different
     /// datapool boxes apart.
     instance: [u8; 8],
+    /// Held while a subscription is created or changed, so that two writers cannot
+    /// both take one name.
+    naming: Mutex<()>,
 }
 
 impl Outbox {
@@ -114,6 +128,7 @@ pub(super) fn open(
         pending: AtomicU64::new(outbox.len() as u64),
         wake: watch::channel(0).0,
         instance,
+        naming: Mutex::default(),
     };
     outbox_state.set_routes(active_routes(subscriptions, sealer)?);
     Ok(outbox_state)
@@ -207,12 +222,25 @@ pub(super) fn enqueue(
         let delivery = Delivery::of_change(change, message_id(instance, change.seq));
         let value = encode(&delivery).map_err(ConflictableTransactionError::Abort)?;
         for (id, _) in wanted {
-            deliveries.insert(delivery_key(id, change.seq), value.as_slice())?;
-            outbox.insert(queue_key(id, delivery.due, change.seq), &[])?;
+            put(deliveries, outbox, id, &delivery, &value)?;
             queued += 1;
         }
     }
     Ok(queued)
+}
+
+/// Puts `delivery`, encoded as `value`, for subscription `id` into the deliveries and
+/// the outbox.
+fn put(
+    deliveries: &TransactionalTree,
+    outbox: &TransactionalTree,
+    id: &str,
+    delivery: &Delivery,
+    value: &[u8],
+) -> TxResult<()> {
+    deliveries.insert(delivery_key(id, delivery.seq), value)?;
+    outbox.insert(queue_key(id, delivery.due, delivery.seq), &[])?;
+    Ok(())
 }
 
 /// What [`Store::record_attempt`] did.
@@ -247,6 +275,65 @@ impl Store {
         }
     }
 
+    /// Enqueues `event` (`connector.error` or `connector.recovered`) of `connector`,
+    /// with `message` saying what happened, for every active subscription that wants
+    /// it (its stream filter is matched against the connector's stream), durably; how
+    /// many deliveries. Blocking.
+    pub fn enqueue_connector_event(
+        &self,
+        event: EventCode,
+        connector: &Connector,
+        message: &str,
+    ) -> Result<u64, StoreError> {
+        let routes = self.inner.outbox_state.routes();
+        let wanted: Vec<&str> = routes
+            .iter()
+            .filter(|(_, filter)| filter.matches(event, connector.spec.stream.as_str()))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(0);
+        }
+        let inner = &self.inner;
+        let instance = inner.outbox_state.instance;
+        let at = Timestamp::now();
+        let queued = self.durably(|| {
+            transact(
+                (
+                    &inner.meta,
+                    &inner.subscriptions,
+                    &inner.deliveries,
+                    &inner.outbox,
+                )
+                    .transaction(|(meta, subscriptions, deliveries, outbox)| {
+                        let number = tx_seq(meta, CONNECTOR_EVENT_KEY)? + 1;
+                        meta.insert(CONNECTOR_EVENT_KEY, &number.to_be_bytes())?;
+                        let seq = CONNECTOR_EVENT_BIT | number;
+                        let delivery = Delivery::of_connector(
+                            seq,
+                            message_id(instance, seq),
+                            event,
+                            connector,
+                            message,
+                            at,
+                        );
+                        let value =
+                            encode(&delivery).map_err(ConflictableTransactionError::Abort)?;
+                        let mut queued = 0;
+                        for id in &wanted {
+                            if subscriptions.get(id.as_bytes())?.is_some() {
+                                put(deliveries, outbox, id, &delivery, &value)?;
+                                queued += 1;
+                            }
+                        }
+                        Ok(queued)
+                    }),
+            )
+        })?;
+        self.enqueued(queued);
+        Ok(queued)
+    }
+
     /// All subscriptions, in id order.
     pub fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         self.inner
@@ -268,10 +355,11 @@ impl Store {
             .transpose()
     }
 
-    /// Stores a new subscription, durably. Blocking.
+    /// Stores a new subscription, durably; its name must be free. Blocking.
     pub fn create_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let id = subscription.id.as_bytes();
         let value = self.inner.sealer.seal(id, subscription)?;
+        let _naming = self.name_free(subscription)?;
         self.durably(|| {
             if self
                 .inner
@@ -285,9 +373,9 @@ impl Store {
         })
     }
 
-    /// Replaces a subscription read at `subscription.revision - 1`, durably. One that
-    /// is now inactive leaves its pending deliveries as exhausted (listed, re-sendable):
-    /// an inactive subscription gets nothing. Blocking.
+    /// Replaces a subscription read at `subscription.revision - 1`, durably; a new name
+    /// must be free. One that is now inactive leaves its pending deliveries as exhausted
+    /// (listed, re-sendable): an inactive subscription gets nothing. Blocking.
     pub fn update_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let inner = &self.inner;
         let id = subscription.id.as_str();
@@ -296,6 +384,7 @@ impl Store {
             .checked_sub(1)
             .ok_or(StoreError::Changed)?;
         let value = inner.sealer.seal(id.as_bytes(), subscription)?;
+        let _naming = self.name_free(subscription)?;
         self.durably(|| {
             transact(inner.subscriptions.transaction(|subscriptions| {
                 let Some(current) = subscriptions.get(id)? else {
@@ -375,6 +464,27 @@ impl Store {
         Ok(())
     }
 
+    /// Refuses `subscription`'s name when another subscription has it (compared without
+    /// case, as connectors' are); else the guard under which it may be written.
+    fn name_free(&self, subscription: &Subscription) -> Result<MutexGuard<'_, ()>, StoreError> {
+        let naming = self
+            .inner
+            .outbox_state
+            .naming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let wanted = name_key(&subscription.spec.name);
+        for other in self.subscriptions()? {
+            if other.id != subscription.id && name_key(&other.spec.name) == wanted {
+                return Err(StoreError::NameTaken(
+                    "subscription",
+                    subscription.spec.name.clone(),
+                ));
+            }
+        }
+        Ok(naming)
+    }
+
     fn refresh_routes(&self) -> Result<(), StoreError> {
         let routes = active_routes(&self.inner.subscriptions, &self.inner.sealer)?;
         self.inner.outbox_state.set_routes(routes);
@@ -395,6 +505,30 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// When the oldest delivery still in the outbox was enqueued, for `/metrics`.
+    /// Reads the outbox's keys and, per subscription, the first delivery of each kind
+    /// (changes, connector events): within a kind, sequences grow with time.
+    pub fn oldest_pending(&self) -> Result<Option<Timestamp>, StoreError> {
+        let mut firsts: std::collections::HashMap<(Vec<u8>, bool), u64> = Default::default();
+        for key in self.inner.outbox.iter().keys() {
+            let key = key?;
+            let seq = key_seq(&key)?;
+            let owner = key.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+            let first = firsts
+                .entry((owner, seq & CONNECTOR_EVENT_BIT != 0))
+                .or_insert(seq);
+            *first = (*first).min(seq);
+        }
+        let mut oldest: Option<Timestamp> = None;
+        for ((owner, _), seq) in firsts {
+            let owner = String::from_utf8_lossy(&owner);
+            if let Some(delivery) = self.delivery(&owner, seq)? {
+                oldest = Some(oldest.map_or(delivery.created_at, |o| o.min(delivery.created_at)));
+            }
+        }
+        Ok(oldest)
     }
 
     /// One delivery of a subscription, by its change sequence.

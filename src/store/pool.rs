@@ -79,7 +79,7 @@ fn tx_encode<T: Serialize>(value: &T) -> TxResult<Vec<u8>> {
     encode(value).map_err(ConflictableTransactionError::Abort)
 }
 
-fn tx_seq(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
+pub(super) fn tx_seq(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
     match meta.get(key)? {
         Some(v) => seq_of(&v).map_err(ConflictableTransactionError::Abort),
         None => Ok(0),

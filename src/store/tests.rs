@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::auth::{Credential, KeyKind};
-use crate::model::ConnectorSpec;
+use crate::model::{ConnectorSpec, EventCode};
 
 fn connector(name: &str) -> Connector {
     let spec = ConnectorSpec::from_json(json!({"name": name, "type": "webhook", "stream": "sales",
@@ -30,7 +30,7 @@ fn connectors_round_trip_and_names_stay_unique_without_case() {
     assert_eq!(store.key(&key.key_id).expect("key"), Some(key));
     assert!(matches!(
         store.create_connector(&connector("sales"), None),
-        Err(StoreError::NameTaken(_))
+        Err(StoreError::NameTaken("connector", _))
     ));
 
     let renamed = sales.changed(jiff::Timestamp::now(), |s| s.name = "Revenue".into());
@@ -405,8 +405,8 @@ fn a_pass_that_changes_nothing_only_moves_the_applied_mark() {
     );
 }
 
-fn subscription(streams: serde_json::Value) -> crate::model::Subscription {
-    let spec = crate::model::SubscriptionSpec::from_json(json!({"name": "s",
+fn subscription(name: &str, streams: serde_json::Value) -> crate::model::Subscription {
+    let spec = crate::model::SubscriptionSpec::from_json(json!({"name": name,
         "url": "http://127.0.0.1:9/hook", "events": ["item.created"], "streams": streams}))
     .expect("valid");
     crate::model::Subscription::new(spec, jiff::Timestamp::now())
@@ -420,8 +420,8 @@ fn applying_enqueues_for_matching_active_subscriptions_and_survives_reopening() 
         .apply(&[(1, upserting("sales", "c_1", &["before"], 1))])
         .expect("apply with no subscription");
     assert_eq!(store.outbox().pending(), 0);
-    let sales = subscription(json!(["sales"]));
-    let stock = subscription(json!(["stock"]));
+    let sales = subscription("sales", json!(["sales"]));
+    let stock = subscription("stock", json!(["stock"]));
     store.create_subscription(&sales).expect("create");
     store.create_subscription(&stock).expect("create");
     store
@@ -450,4 +450,47 @@ fn applying_enqueues_for_matching_active_subscriptions_and_survives_reopening() 
         .delivery(&sales.id, first.seq)
         .expect("read")
         .is_none());
+}
+
+#[test]
+fn connector_events_are_numbered_apart_from_changes_and_the_oldest_pending_is_found() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("open");
+    let source = connector("Source");
+    assert_eq!(
+        store
+            .enqueue_connector_event(EventCode::ConnectorError, &source, "down")
+            .expect("nobody wants it"),
+        0
+    );
+    assert_eq!(store.oldest_pending().expect("read"), None);
+    let spec = crate::model::SubscriptionSpec::from_json(json!({"name": "ops",
+        "url": "http://127.0.0.1:9/hook", "events": ["item.created", "connector.error"]}))
+    .expect("valid");
+    let ops = crate::model::Subscription::new(spec, jiff::Timestamp::now());
+    store.create_subscription(&ops).expect("create");
+    let taken = store.create_subscription(&subscription("OPS", json!(["sales"])));
+    assert!(
+        matches!(taken, Err(StoreError::NameTaken("subscription", _))),
+        "{taken:?}"
+    );
+
+    let before = jiff::Timestamp::now();
+    let queued = store
+        .enqueue_connector_event(EventCode::ConnectorError, &source, "down")
+        .expect("enqueue");
+    assert_eq!(queued, 1);
+    store
+        .apply(&[(1, upserting("sales", "c_1", &["a"], 1))])
+        .expect("apply");
+    assert_eq!(store.outbox().pending(), 2);
+    let event = store
+        .next_delivery(&ops.id)
+        .expect("read")
+        .expect("the connector event falls due first");
+    assert_ne!(event.seq & (1 << 63), 0, "{:x}", event.seq);
+    assert_eq!(event.event, EventCode::ConnectorError);
+    let oldest = store.oldest_pending().expect("read").expect("pending");
+    assert_eq!(oldest, event.created_at);
+    assert!(oldest >= before);
 }

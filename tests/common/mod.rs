@@ -108,6 +108,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Use this data dir instead of a fresh temporary one.
     pub data_dir: Option<PathBuf>,
+    /// Start returns once the listeners are up, without waiting for `/readyz`, so a
+    /// test can watch the start-up itself.
+    pub listening_only: bool,
 }
 
 /// A running `datapool serve`.
@@ -202,7 +205,9 @@ impl TestServer {
                 _ => self.http = Some(addr),
             }
         }
-        self.wait_ready().await;
+        if !self.options.listening_only {
+            self.wait_ready().await;
+        }
     }
 
     async fn wait_ready(&self) {
