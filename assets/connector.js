@@ -1,0 +1,142 @@
+// Connector detail: settings, state, Enable/Disable, key rotation, signing key, logs.
+
+import { api, seg } from "./api.js";
+import { confirmDialog, errorBox, field, h, pageHeader, show, statusDot, statusLabel, table, when } from "./dom.js";
+import { typeName } from "./sources.js";
+import { keyShownOnce } from "./wizard.js";
+
+const STATE_STATUS = { active: "green", idle: "yellow", error: "red", disabled: "grey" };
+const LOG_PAGE = 50;
+
+/** Renders connector `id` into `view`. */
+export function render(view, id) {
+  const path = `/api/admin/connectors/${seg(id)}`;
+  const top = h("div", { "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
+  const logs = h("section", { "aria-labelledby": "logs-title" });
+  view.append(top, logs);
+  let shownKey = null;
+
+  const load = async () => {
+    try {
+      const { connector } = await api("GET", path);
+      top.replaceChildren(...overview(connector));
+    } catch (error) {
+      top.replaceChildren(pageHeader("Connector"), errorBox(error), h("a", { href: "#/sources" }, "Back to Data Sources"));
+    }
+  };
+
+  const act = async (method, suffix, body) => {
+    try {
+      const answer = await api(method, `${path}${suffix}`, body);
+      await load();
+      return answer;
+    } catch (error) {
+      top.prepend(errorBox(error));
+      return null;
+    }
+  };
+
+  const overview = (c) => {
+    const status = STATE_STATUS[c.state] || "grey";
+    const push = c.type === "webhook" || c.type === "api";
+    const buttons = [
+      c.enabled
+        ? h("button", { type: "button", class: "secondary", onclick: () => act("POST", "/disable") }, "Disable")
+        : h("button", { type: "button", class: "primary", onclick: () => act("POST", "/enable") }, "Enable"),
+      push ? h("button", { type: "button", class: "secondary", onclick: async () => {
+        if (!(await confirmDialog(`Rotate the ingest key of ${c.name}? The current key stops working at once.`, "Rotate key"))) return;
+        const answer = await act("POST", "/rotate-key");
+        if (answer) { shownKey = answer; showKey(); }
+      } }, "Rotate key") : null,
+      h("button", { type: "button", class: "danger", onclick: async () => {
+        if (!(await confirmDialog(`Delete ${c.name}? Its items stay in stream ${c.stream}.`, "Delete connector"))) return;
+        try {
+          await api("DELETE", path);
+          location.hash = "#/sources";
+        } catch (error) {
+          top.prepend(errorBox(error));
+        }
+      } }, "Delete"),
+    ];
+    const settings = { ...c };
+    for (const key of ["id", "name", "type", "stream", "state", "enabled", "createdAt", "updatedAt"]) delete settings[key];
+    const parts = [
+      pageHeader(c.name, ...buttons),
+      h("p", {}, statusDot(status, statusLabel(status)), " ", h("span", { class: "muted" }, `${typeName(c.type)} → `), h("a", { href: `#/explorer/${encodeURIComponent(c.stream)}` }, c.stream)),
+      h("dl", { class: "summary" },
+        h("dt", {}, "State"), h("dd", { id: "connector-state" }, c.state),
+        h("dt", {}, "Id"), h("dd", {}, c.id),
+        h("dt", {}, "Created"), h("dd", {}, when(c.createdAt)),
+        h("dt", {}, "Changed"), h("dd", {}, when(c.updatedAt)),
+        Object.entries(settings).map(([key, value]) => [h("dt", {}, key), h("dd", {}, h("code", {}, show(value)))])),
+    ];
+    if (push) parts.push(signingForm(c));
+    return parts;
+  };
+
+  const showKey = () => {
+    if (!shownKey) return;
+    const dialogBox = h("section", { class: "card", "aria-label": "New ingest key" }, ...keyShownOnce(shownKey.connector, shownKey.ingestKey));
+    dialogBox.querySelector(".actions").replaceChildren(h("button", { type: "button", class: "primary", onclick: () => { shownKey = null; dialogBox.remove(); } }, "I have copied the key"));
+    top.append(dialogBox);
+    dialogBox.querySelector("h2").focus();
+  };
+
+  const signingForm = (c) => {
+    const secret = h("input", { type: "password", autocomplete: "off" });
+    const form = h("form", { class: "card" },
+      h("h2", {}, "Signing key"),
+      h("p", { class: "muted" }, c.signing && c.signing.secretSet
+        ? `Pushes must be signed (${c.signing.scheme}). The key is set and never shown again.`
+        : "Pushes need no signature."),
+      field(c.signing ? "New signing key" : "Signing key", secret, "HMAC-SHA256 over \"<timestamp>.<body>\" in X-Webhook-Signature."),
+      h("div", { class: "actions" },
+        h("button", { type: "submit", class: "primary" }, c.signing ? "Replace signing key" : "Require signing"),
+        c.signing ? h("button", { type: "button", class: "secondary", onclick: () => act("PATCH", "", { signing: null }) }, "Turn signing off") : null));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (secret.value) act("PATCH", "", { signing: { scheme: (c.signing && c.signing.scheme) || "inspire", secret: secret.value } });
+    });
+    return form;
+  };
+
+  load();
+  renderLogs(logs, `${path}/logs`);
+  const timer = setInterval(() => { if (!shownKey) load(); }, 5000);
+  return () => clearInterval(timer);
+}
+
+function renderLogs(section, path) {
+  const level = h("select", {}, ["", "info", "warn", "error"].map((v) => h("option", { value: v }, v || "All levels")));
+  const event = h("input", { type: "search", placeholder: "e.g. push, rejected, error" });
+  const list = h("div", { "aria-live": "polite" });
+  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load older entries");
+  let entries = [];
+  let cursor = null;
+  const draw = () => {
+    const shown = entries.filter((e) => (!level.value || e.level === level.value) && (!event.value || e.event.includes(event.value.trim())));
+    list.replaceChildren(shown.length === 0
+      ? h("p", { class: "empty" }, entries.length === 0 ? "No log entries yet." : "No entries match the filters.")
+      : h("div", { class: "scroll" }, table("Connector log", ["Time", "Level", "Event", "Message", "Items", "Duration"],
+        shown.map((e) => [when(e.at), h("span", { class: `level-${e.level}` }, e.level), e.event, e.message, e.items ?? "", e.durationMs === undefined ? "" : `${e.durationMs} ms`]))));
+    more.hidden = !cursor;
+  };
+  const fetchPage = async (reset) => {
+    try {
+      const answer = await api("GET", `${path}?limit=${LOG_PAGE}${!reset && cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      entries = reset ? answer.entries : entries.concat(answer.entries);
+      cursor = answer.nextCursor;
+      draw();
+    } catch (error) {
+      list.replaceChildren(errorBox(error));
+    }
+  };
+  level.addEventListener("change", draw);
+  event.addEventListener("input", draw);
+  more.addEventListener("click", () => fetchPage(false));
+  section.append(h("h2", { id: "logs-title" }, "Log"),
+    h("div", { class: "filters" }, field("Level", level), field("Event", event),
+      h("button", { type: "button", class: "secondary", onclick: () => fetchPage(true) }, "Refresh log")),
+    list, more);
+  fetchPage(true);
+}
