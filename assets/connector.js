@@ -7,6 +7,11 @@ import { keyShownOnce } from "./wizard.js";
 
 const STATE_STATUS = { active: "green", idle: "yellow", error: "red", disabled: "grey" };
 const LOG_PAGE = 50;
+const SETTING_NAMES = {
+  itemKey: "Item key", fieldMapping: "Field mapping", upsertMode: "Upsert mode", keyId: "Key id",
+  signing: "Signing", auth: "Auth", successStatus: "Success status", dedup: "Dedup", sourceHeader: "Source header",
+  rateLimit: "Rate limit", idempotencyWindowSeconds: "Idempotency window (s)", idleAfterSeconds: "Idle after (s)", settings: "Settings",
+};
 
 /** Renders connector `id` into `view`. */
 export function render(view, id) {
@@ -68,7 +73,7 @@ export function render(view, id) {
         h("dt", {}, "Id"), h("dd", {}, c.id),
         h("dt", {}, "Created"), h("dd", {}, when(c.createdAt)),
         h("dt", {}, "Changed"), h("dd", {}, when(c.updatedAt)),
-        Object.entries(settings).map(([key, value]) => [h("dt", {}, key), h("dd", {}, h("code", {}, show(value)))])),
+        Object.entries(settings).map(([key, value]) => [h("dt", {}, SETTING_NAMES[key] || key), h("dd", {}, h("code", {}, show(value)))])),
     ];
     if (push) parts.push(signingForm(c));
     return parts;

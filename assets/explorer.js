@@ -211,8 +211,9 @@ async function selectStream(ex, stream, item, fieldName) {
           h("button", { type: "button", class: "secondary", id: "prev-page", onclick: () => { ex.pageIndex -= 1; showPage(ex); } }, "Previous page"),
           h("span", { id: "page-number" }),
           h("button", { type: "button", class: "secondary", id: "next-page", onclick: () => { ex.pageIndex += 1; showPage(ex); } }, "Next page"))),
-      h("section", { id: "item-panel", "aria-live": "polite" }),
-      h("section", { id: "field-panel", "aria-live": "polite" }));
+      h("div", { class: "panels" },
+        h("section", { id: "item-panel", "aria-live": "polite" }),
+        h("section", { id: "field-panel", "aria-live": "polite" })));
     await showPage(ex);
   }
   if (item) await showItem(ex, item);
@@ -260,7 +261,8 @@ function fillRow(ex, row, item, mark, names = row.closest("table").names) {
     ...names.map((name) => show(item.fields[name])),
     when(item.updatedAt),
   ];
-  row.replaceChildren(...cells.map((cell) => h("td", {}, cell)));
+  const heads = ["Item id", ...names, "Updated"];
+  row.replaceChildren(...cells.map((cell, i) => h("td", { "data-label": heads[i] }, cell)));
   if (mark) [...row.cells].forEach((cell, i) => { if (i > 0 && cell.textContent !== old[i]) flash(ex, cell); });
 }
 
