@@ -204,6 +204,35 @@ async fn an_operator_runs_the_box_from_the_browser() {
         .click()
         .await
         .expect("click");
+    browser.click_button("Rotate key").await;
+    browser.find(By::Css("dialog[open]")).await;
+    browser
+        .find(By::Id("confirm-ok"))
+        .await
+        .click()
+        .await
+        .expect("confirm");
+    let rotated = browser.find(By::Id("ingest-key")).await;
+    let rotated = rotated
+        .prop("value")
+        .await
+        .expect("value")
+        .expect("the new key");
+    assert!(rotated.starts_with("ik_") && rotated != key, "{rotated}");
+    let old = common::push(&server, "sales", &key, &json!({"region": "south"})).await;
+    assert_eq!(
+        old.status,
+        StatusCode::UNAUTHORIZED,
+        "the old key stops working"
+    );
+    push_ok(
+        &server,
+        "sales",
+        &rotated,
+        &json!({"region": "south", "sales": 10}),
+    )
+    .await;
+    browser.click_button("I have copied the key").await;
     browser.click_button("Disable").await;
     browser
         .find_text(By::Id("connector-state"), "disabled")
@@ -268,6 +297,80 @@ async fn an_operator_runs_the_box_from_the_browser() {
     browser.find_text(By::Css("h1"), "Sign in").await;
 
     assert_only_same_origin(&browser, &origin).await;
+    let errors: Vec<Value> = browser
+        .log("browser")
+        .await
+        .into_iter()
+        .filter(|entry| entry["level"] == "SEVERE")
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wizard_tests_a_file_connector_on_the_server_before_activating_it() {
+    let Some((server, browser)) = start().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("watched folder");
+    std::fs::write(folder.path().join("stock.csv"), "sku,qty\nA-1,5\nB-2,7\n").expect("csv");
+    sign_in(&server, &browser, &server.token()).await;
+    browser
+        .find_text(By::Css("a.button"), "New connector")
+        .await
+        .click()
+        .await
+        .expect("click");
+    browser
+        .find(By::Css("input[name='type'][value='file']"))
+        .await
+        .click()
+        .await
+        .expect("file");
+    browser.click_button("Next").await;
+    browser.fill("Name", "Stock file").await;
+    browser.choose("Source", "Watch a folder").await;
+    browser
+        .fill("Folder path", &folder.path().to_string_lossy())
+        .await;
+    browser.fill("Poll every (seconds)", "1").await;
+    browser.click_button("Next").await;
+    browser.fill("Stream", "stock").await;
+    browser.fill("Item key (optional)", "sku").await;
+    browser.click_button("Next").await;
+    browser.click_button("Run test").await;
+    browser
+        .find_text(By::Css("#test-result p"), "2 records")
+        .await;
+    browser.find_text(By::Css("#test-result td"), "B-2").await;
+    let paused = server
+        .admin(Method::GET, "/api/admin/connectors", None)
+        .await;
+    assert_eq!(
+        paused.body["connectors"][0]["enabled"],
+        json!(false),
+        "saved paused for the test"
+    );
+    let stored = server.admin(Method::GET, "/api/streams", None).await;
+    assert_eq!(stored.body["streams"], json!([]), "a test stores nothing");
+    browser.click_button("Next").await;
+    browser.click_button("Save & activate").await;
+    browser.find_text(By::Css("h1"), "Stock file").await;
+    browser
+        .until("the import in the connector's log", async || {
+            browser.click_button("Refresh log").await;
+            let log = browser
+                .find(By::Css("section[aria-labelledby='logs-title']"))
+                .await;
+            log.text()
+                .await
+                .is_ok_and(|t| t.contains("imported stock.csv: 2 items"))
+        })
+        .await;
+    let item = common::get_item(&server, "stock", "A-1")
+        .await
+        .expect("the file's items");
+    assert_eq!(item["fields"]["qty"], json!(5));
     let errors: Vec<Value> = browser
         .log("browser")
         .await

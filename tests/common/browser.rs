@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::http::Method;
 use serde_json::{json, Value};
 use thirtyfour::common::command::FormatRequestData;
+use thirtyfour::components::SelectElement;
 use thirtyfour::prelude::*;
 use thirtyfour::{ChromeCapabilities, ChromiumLikeCapabilities, RequestData, SessionId};
 
@@ -161,6 +162,24 @@ impl Browser {
 
     /// Types `text` into the input labelled `label`.
     pub async fn fill(&self, label: &str, text: &str) {
+        let input = self.labelled(label).await;
+        input.clear().await.expect("clear");
+        input.send_keys(text).await.expect("type");
+    }
+
+    /// Chooses the option shown as `option` in the select labelled `label`.
+    pub async fn choose(&self, label: &str, option: &str) {
+        let select = SelectElement::new(&self.labelled(label).await)
+            .await
+            .expect("a select");
+        select
+            .select_by_visible_text(option)
+            .await
+            .expect("the option");
+    }
+
+    /// The control the label reading `label` names.
+    async fn labelled(&self, label: &str) -> WebElement {
         let xpath = format!("//label[normalize-space()='{label}']");
         let label = self.find(By::XPath(&xpath)).await;
         let id = label
@@ -168,9 +187,7 @@ impl Browser {
             .await
             .expect("label attribute")
             .expect("label names its control");
-        let input = self.find(By::Id(&id)).await;
-        input.clear().await.expect("clear");
-        input.send_keys(text).await.expect("type");
+        self.find(By::Id(&id)).await
     }
 
     /// Waits until `check` holds, polling every 100 ms; fails with `what` after
