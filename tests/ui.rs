@@ -176,14 +176,27 @@ async fn an_operator_runs_the_box_from_the_browser() {
     browser
         .find_text(By::Css("#items-table td.changed"), "1300")
         .await;
+    // Paging (25 a page, in id order) and finding an item by its id.
+    let many: Vec<Value> = (0..30)
+        .map(|i| json!({"region": format!("r{i:02}"), "sales": i}))
+        .collect();
+    push_ok(&server, "sales", &key, &json!(many)).await;
     browser
-        .find(By::XPath(
-            "//tr[@data-item='north']//button[normalize-space()='north']",
-        ))
-        .await
-        .click()
-        .await
-        .expect("open the item");
+        .until("a full first page", async || {
+            let rows = browser
+                .driver
+                .find_all(By::Css("#items-table tbody tr"))
+                .await;
+            rows.is_ok_and(|rows| rows.len() == 25)
+        })
+        .await;
+    browser.click_button("Next page").await;
+    browser.find_text(By::Id("page-number"), "Page 2").await;
+    browser
+        .find_text(By::Css("#items-table tr[data-item='r29'] td"), "29")
+        .await;
+    browser.fill("Find item by id", "north").await;
+    browser.click_button("Find item").await;
     browser
         .find_text(By::Css("#item-panel tr[data-field='sales']"), "1300")
         .await;

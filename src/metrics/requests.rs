@@ -213,7 +213,8 @@ mod tests {
             requests.route("/api/admin/connectors/c_1/logs"),
             RouteId(19)
         );
-        for unknown in ["/", "/nope", "/api/webhook/sales/extra/more", "/healthz/"] {
+        assert_eq!(requests.route("/"), RouteId(34), "the web UI's page");
+        for unknown in ["/nope", "/api/webhook/sales/extra/more", "/healthz/"] {
             assert_eq!(requests.route(unknown), RouteId(ROUTES.len()), "{unknown}");
         }
     }
