@@ -77,5 +77,24 @@ export async function signOut() {
   }
 }
 
+/**
+ * Pages through a newest-first log answering `{"entries","nextCursor"}`: `load(true)`
+ * starts over, `load(false)` appends the next older page; `more()` says if there is one.
+ */
+export function logPages(path, limit) {
+  const pages = {
+    entries: [],
+    cursor: null,
+    more: () => Boolean(pages.cursor),
+    async load(reset) {
+      const after = !reset && pages.cursor ? `&cursor=${encodeURIComponent(pages.cursor)}` : "";
+      const answer = await api("GET", `${path}?limit=${limit}${after}`);
+      pages.entries = reset ? answer.entries : pages.entries.concat(answer.entries);
+      pages.cursor = answer.nextCursor;
+    },
+  };
+  return pages;
+}
+
 /** A path segment, escaped. */
 export const seg = encodeURIComponent;

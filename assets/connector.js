@@ -1,6 +1,6 @@
 // Connector detail: settings, state, Enable/Disable, key rotation, signing key, logs.
 
-import { api, seg } from "./api.js";
+import { api, logPages, seg } from "./api.js";
 import { confirmDialog, errorBox, field, h, pageHeader, show, statusDot, statusLabel, table, when } from "./dom.js";
 import { typeName } from "./sources.js";
 import { keyShownOnce } from "./wizard.js";
@@ -116,21 +116,19 @@ function renderLogs(section, path) {
   const event = h("input", { type: "search", placeholder: "e.g. push, rejected, error" });
   const list = h("div", { "aria-live": "polite" });
   const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load older entries");
-  let entries = [];
-  let cursor = null;
+  const pages = logPages(path, LOG_PAGE);
   const draw = () => {
+    const { entries } = pages;
     const shown = entries.filter((e) => (!level.value || e.level === level.value) && (!event.value || e.event.includes(event.value.trim())));
     list.replaceChildren(shown.length === 0
       ? h("p", { class: "empty" }, entries.length === 0 ? "No log entries yet." : "No entries match the filters.")
       : h("div", { class: "scroll" }, table("Connector log", ["Time", "Level", "Event", "Message", "Items", "Duration"],
         shown.map((e) => [when(e.at), h("span", { class: `level-${e.level}` }, e.level), e.event, e.message, e.items ?? "", e.durationMs === undefined ? "" : `${e.durationMs} ms`]))));
-    more.hidden = !cursor;
+    more.hidden = !pages.more();
   };
   const fetchPage = async (reset) => {
     try {
-      const answer = await api("GET", `${path}?limit=${LOG_PAGE}${!reset && cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
-      entries = reset ? answer.entries : entries.concat(answer.entries);
-      cursor = answer.nextCursor;
+      await pages.load(reset);
       draw();
     } catch (error) {
       list.replaceChildren(errorBox(error));

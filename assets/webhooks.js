@@ -1,7 +1,7 @@
 // Webhooks: subscriptions that push DataPool changes to other systems, their delivery
 // log and re-sending.
 
-import { api, seg } from "./api.js";
+import { api, logPages, seg } from "./api.js";
 import { confirmDialog, copyButton, errorBox, field, h, pageHeader, statusDot, table, when } from "./dom.js";
 
 const EVENTS = ["item.created", "item.updated", "item.deleted", "connector.error", "connector.recovered"];
@@ -172,18 +172,16 @@ export function renderDetail(view, id) {
 function renderDeliveries(section, id, top) {
   const list = h("div", { "aria-live": "polite" });
   const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load older deliveries");
-  let entries = [];
-  let cursor = null;
+  const pages = logPages(`${BASE}/${seg(id)}/deliveries`, 50);
   const fetchPage = async (reset) => {
     try {
-      const answer = await api("GET", `${BASE}/${seg(id)}/deliveries?limit=50${!reset && cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
-      entries = reset ? answer.entries : entries.concat(answer.entries);
-      cursor = answer.nextCursor;
+      await pages.load(reset);
     } catch (error) {
       list.replaceChildren(errorBox(error));
       return;
     }
-    more.hidden = !cursor;
+    const { entries } = pages;
+    more.hidden = !pages.more();
     list.replaceChildren(entries.length === 0 ? h("p", { class: "empty" }, "No deliveries yet.")
       : h("div", { class: "scroll" }, table("Deliveries", ["Time", "Event", "Attempt", "Status", "Latency", "Error", ""], entries.map((e) => [
         when(e.at), e.eventCode, String(e.attempt), e.status === null ? "no answer" : String(e.status),

@@ -20,8 +20,20 @@ export function render(view) {
   const draft = { type: "webhook", upsertMode: "merge", mapping: [], settings: {} };
   const steps = h("ol", { class: "steps" }, STEPS.map((name) => h("li", {}, name)));
   const panel = h("div", { class: "card" });
-  view.append(pageHeader("New connector"), steps, panel);
   const wizard = { draft, panel, created: null, show: (n) => showStep(wizard, steps, n) };
+  const cancel = h("button", { type: "button", class: "secondary", onclick: async () => {
+    // A pull connector saved paused for its test is not kept when the wizard is left.
+    if (wizard.created) {
+      try {
+        await api("DELETE", `/api/admin/connectors/${seg(wizard.created)}`);
+      } catch (error) {
+        panel.prepend(errorBox(error));
+        return;
+      }
+    }
+    location.hash = "#/sources";
+  } }, "Cancel");
+  view.append(pageHeader("New connector", cancel), steps, panel);
   wizard.show(0);
 }
 

@@ -8,7 +8,8 @@ mod common;
 
 use std::path::Path;
 
-use common::browser::Browser;
+use common::browser::{Browser, PATIENCE};
+use common::receiver::Receiver;
 use common::{push_ok, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -305,18 +306,35 @@ async fn an_operator_runs_the_box_from_the_browser() {
         .await;
     assert_eq!(stored.body["subscriptions"], json!([]));
 
+    // At a phone's width every page still fits: nothing scrolls sideways.
+    browser
+        .driver
+        .set_window_rect(0, 0, 390, 844)
+        .await
+        .expect("phone width");
+    for page in ["Data Sources", "Explorer", "Webhooks"] {
+        navigate(&browser, page).await;
+        browser.find_text(By::Css("h1"), page).await;
+        let overflow = browser
+            .driver
+            .execute(
+                "return document.documentElement.scrollWidth - window.innerWidth;",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert!(
+            overflow.convert::<i64>().expect("a number") <= 0,
+            "{page} scrolls sideways"
+        );
+    }
+
     // Signing out ends the session on the server too.
     browser.click_button("Sign out").await;
     browser.find_text(By::Css("h1"), "Sign in").await;
 
     assert_only_same_origin(&browser, &origin).await;
-    let errors: Vec<Value> = browser
-        .log("browser")
-        .await
-        .into_iter()
-        .filter(|entry| entry["level"] == "SEVERE")
-        .collect();
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    assert_no_console_errors(&browser).await;
     browser.quit().await;
 }
 
@@ -384,6 +402,97 @@ async fn the_wizard_tests_a_file_connector_on_the_server_before_activating_it() 
         .await
         .expect("the file's items");
     assert_eq!(item["fields"]["qty"], json!(5));
+    assert_no_console_errors(&browser).await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscriptions_page_shows_its_deliveries_re_sends_one_and_edits_it() {
+    let Some((server, browser)) = start().await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let (_, key) = common::create_connector(
+        &server,
+        &json!({"name": "Sales", "type": "webhook", "stream": "sales", "itemKey": "region"}),
+    )
+    .await;
+    let created = server
+        .admin(
+            Method::POST,
+            "/api/admin/subscriptions",
+            Some(&json!({"name": "Reports", "url": receiver.url("/hook"), "events": ["item.created"]})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    push_ok(
+        &server,
+        "sales",
+        &key,
+        &json!({"region": "north", "sales": 1}),
+    )
+    .await;
+    receiver.wait_for(1, PATIENCE).await;
+
+    sign_in(&server, &browser, &server.token()).await;
+    navigate(&browser, "Webhooks").await;
+    browser
+        .find_text(By::Css("#subscriptions a"), "Reports")
+        .await
+        .click()
+        .await
+        .expect("open");
+    let delivered =
+        "//section[@aria-labelledby='deliveries-title']//tr[contains(., 'item.created')]";
+    browser
+        .until("the delivery in the log", async || {
+            browser.click_button("Refresh delivery log").await;
+            let row = browser.driver.find(By::XPath(delivered)).await;
+            matches!(row, Ok(row) if row.text().await.is_ok_and(|t| t.contains("200")))
+        })
+        .await;
+    browser.click_button("Re-send").await;
+    let resent = receiver.wait_for(2, PATIENCE).await;
+    assert_eq!(
+        resent[0].json()["messageId"],
+        resent[1].json()["messageId"],
+        "the same message again"
+    );
+    browser
+        .until("the re-sent delivery in the log", async || {
+            browser.click_button("Refresh delivery log").await;
+            let rows = browser.driver.find_all(By::XPath(delivered)).await;
+            rows.is_ok_and(|rows| rows.len() == 2)
+        })
+        .await;
+
+    browser
+        .find_text(By::Css("a.button"), "Edit")
+        .await
+        .click()
+        .await
+        .expect("edit");
+    browser.fill("Name", "Daily reports").await;
+    browser.click_button("Save subscription").await;
+    browser.find_text(By::Css("h1"), "Daily reports").await;
+    let stored = server
+        .admin(Method::GET, "/api/admin/subscriptions", None)
+        .await;
+    assert_eq!(
+        stored.body["subscriptions"][0]["name"],
+        json!("Daily reports")
+    );
+    assert_eq!(
+        stored.body["subscriptions"][0]["url"],
+        json!(receiver.url("/hook"))
+    );
+    assert_no_console_errors(&browser).await;
+    browser.quit().await;
+}
+
+/// Nothing the page did since the log was last read was an error: no uncaught
+/// exception, no failed load, no refused Content-Security-Policy.
+async fn assert_no_console_errors(browser: &Browser) {
     let errors: Vec<Value> = browser
         .log("browser")
         .await
@@ -391,7 +500,6 @@ async fn the_wizard_tests_a_file_connector_on_the_server_before_activating_it() 
         .filter(|entry| entry["level"] == "SEVERE")
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
-    browser.quit().await;
 }
 
 /// Every request the browser made (DevTools' network events, and the page's own
