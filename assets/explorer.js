@@ -325,13 +325,14 @@ async function historyOf(stream, id, name) {
   if (enabled === false) return off;
   let points;
   try {
-    const answer = await api("GET", `/api/streams/${seg(stream)}/items/${seg(id)}/history?field=${encodeURIComponent(name)}&limit=${HISTORY_POINTS}`);
+    const answer = await api("GET", `/api/streams/${seg(stream)}/items/${seg(id)}/history?field=${encodeURIComponent(name)}`);
     points = answer.points || [];
   } catch (error) {
     return error.status === 404 ? off : errorBox(error);
   }
   if (points.length === 0) return enabled ? h("p", { class: "empty" }, "No history recorded for this field yet.") : off;
   points.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  points = points.slice(-HISTORY_POINTS);
   return h("div", {}, sparkline(points),
     h("ol", { class: "timeline", "aria-label": `History of ${name}` },
       points.slice().reverse().map((p) => h("li", {}, h("time", { datetime: p.at }, when(p.at)), " ", h("code", {}, show(p.value))))));

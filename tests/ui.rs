@@ -73,7 +73,7 @@ async fn an_operator_runs_the_box_from_the_browser() {
         .await
         .expect("text");
     assert!(
-        refusal.contains("invalid credential") && !refusal.contains('{'),
+        refusal.contains("not the admin token") && !refusal.contains('{'),
         "{refusal}"
     );
     browser.log("browser").await; // the refused sign-in's 401 is logged as a failed load
@@ -774,6 +774,14 @@ async fn screenshots_of_every_page() {
     navigate(&browser, "Webhooks").await;
     browser.find(By::Css("#subscriptions")).await;
     shot("webhooks").await;
+    browser
+        .find_text(By::Css("#subscriptions a"), "Reports")
+        .await
+        .click()
+        .await
+        .expect("open");
+    browser.find_text(By::Css("h2"), "Delivery log").await;
+    shot("webhook-detail").await;
     browser
         .driver
         .set_window_rect(0, 0, 390, 844)

@@ -55,7 +55,9 @@ pub async fn sign_in(
         serde_json::from_value(json_body(&parts.headers, &body)?).map_err(|e| {
             ApiError::invalid_payload(format!("a sign-in is {{\"token\": \"at_…\"}}: {e}"))
         })?;
-    let record = state.identify(client, Some(sign_in.token.trim()))?;
+    let record = state
+        .authenticate(sign_in.token.trim())?
+        .ok_or_else(|| state.failed_authentication(client, "that is not the admin token"))?;
     if record.kind != KeyKind::Admin {
         return Err(ApiError::forbidden(
             "only the admin token signs in to the UI",
