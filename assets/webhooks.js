@@ -183,7 +183,7 @@ function renderDeliveries(section, id, top) {
     const { entries } = pages;
     more.hidden = !pages.more();
     list.replaceChildren(entries.length === 0 ? h("p", { class: "empty" }, "No deliveries yet.")
-      : h("div", { class: "scroll" }, table("Deliveries", ["Time", "Event", "Attempt", "Status", "Latency", "Error", ""], entries.map((e) => [
+      : h("div", { class: "scroll" }, table("Deliveries", ["Time", "Event", "Attempt", "Status", "Latency", "Error", "Action"], entries.map((e) => [
         when(e.at), e.eventCode, String(e.attempt), e.status === null ? "no answer" : String(e.status),
         e.latencyMs === null || e.latencyMs === undefined ? "" : `${e.latencyMs} ms`, e.error || "",
         h("button", { type: "button", class: "secondary", "aria-label": `Re-send ${e.messageId}`, onclick: async () => {

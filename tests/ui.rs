@@ -688,6 +688,16 @@ async fn screenshots_of_every_page() {
                 "settings": {"connectionString": "postgres://reader:secret@db.internal:5432/erp", "query": "select sku, qty from stock"}}),
     )
     .await;
+    let receiver = Receiver::start().await;
+    let created = server
+        .admin(
+            Method::POST,
+            "/api/admin/subscriptions",
+            Some(&json!({"name": "Reports", "url": receiver.url("/hook"),
+                         "events": ["item.created", "item.updated"], "secret": "generate"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     for (region, sales) in [
         ("north", 1200),
         ("south", 870),
@@ -702,10 +712,7 @@ async fn screenshots_of_every_page() {
         )
         .await;
     }
-    let created = server
-        .admin(Method::POST, "/api/admin/subscriptions", Some(&json!({"name": "Reports", "url": "http://127.0.0.1:9/hook", "events": ["item.updated"]})))
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    receiver.wait_for(4, PATIENCE).await;
 
     browser.driver.goto(server.url("/")).await.expect("open");
     browser.find_text(By::Css("h1"), "Sign in").await;
