@@ -3,7 +3,7 @@
 import { api, logPages, seg } from "./api.js";
 import { confirmDialog, errorBox, field, h, pageHeader, show, statusDot, statusLabel, table, when } from "./dom.js";
 import { typeName } from "./sources.js";
-import { keyShownOnce } from "./wizard.js";
+import { keyShownOnce, testReport } from "./wizard.js";
 
 const STATE_STATUS = { active: "green", idle: "yellow", error: "red", disabled: "grey" };
 const LOG_PAGE = 50;
@@ -17,14 +17,21 @@ const SETTING_NAMES = {
 export function render(view, id) {
   const path = `/api/admin/connectors/${seg(id)}`;
   const top = h("div", { "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
+  const tools = h("div");
   const logs = h("section", { "aria-labelledby": "logs-title" });
-  view.append(top, logs);
+  view.append(top, tools, logs);
   let shownKey = null;
 
-  const load = async () => {
+  // The overview refreshes every few seconds; the forms below it only after an action,
+  // so that what the operator types or chooses stays.
+  const load = async (withTools) => {
     try {
       const { connector } = await api("GET", path);
       top.replaceChildren(...overview(connector));
+      if (withTools) {
+        const push = connector.type === "webhook" || connector.type === "api";
+        tools.replaceChildren(push ? signingForm(connector) : testForm(connector));
+      }
     } catch (error) {
       top.replaceChildren(pageHeader("Connector"), errorBox(error), h("a", { href: "#/sources" }, "Back to Data Sources"));
     }
@@ -33,7 +40,7 @@ export function render(view, id) {
   const act = async (method, suffix, body) => {
     try {
       const answer = await api(method, `${path}${suffix}`, body);
-      await load();
+      await load(true);
       return answer;
     } catch (error) {
       top.prepend(errorBox(error));
@@ -75,7 +82,6 @@ export function render(view, id) {
         h("dt", {}, "Changed"), h("dd", {}, when(c.updatedAt)),
         Object.entries(settings).map(([key, value]) => [h("dt", {}, SETTING_NAMES[key] || key), h("dd", {}, h("code", {}, show(value)))])),
     ];
-    if (push) parts.push(signingForm(c));
     return parts;
   };
 
@@ -105,9 +111,41 @@ export function render(view, id) {
     return form;
   };
 
-  load();
+  /** Test (and, for an upload connector, upload) without leaving the page. */
+  const testForm = (c) => {
+    const uploads = c.type === "file" && c.settings && c.settings.source && c.settings.source.kind === "upload";
+    const file = uploads ? h("input", { type: "file" }) : null;
+    const result = h("div", { id: "test-result", "aria-live": "polite" });
+    const send = async (button, suffix, show) => {
+      const chosen = file && file.files[0];
+      if (uploads && !chosen) {
+        result.replaceChildren(errorBox(new Error("Choose a file first.")));
+        return;
+      }
+      button.disabled = true;
+      result.replaceChildren(h("p", { class: "muted" }, "Working…"));
+      try {
+        const query = chosen ? `?filename=${encodeURIComponent(chosen.name)}` : "";
+        result.replaceChildren(...show(await api("POST", `${path}/${suffix}${query}`, chosen || undefined)));
+      } catch (error) {
+        result.replaceChildren(errorBox(error));
+      } finally {
+        button.disabled = false;
+      }
+    };
+    const test = h("button", { type: "button", class: "secondary", onclick: () => send(test, "test", (a) => testReport(a.test)) }, "Run test");
+    const upload = uploads ? h("button", { type: "button", class: "primary", onclick: () => send(upload, "upload", ({ import: done }) =>
+      [h("p", { role: "status" }, `Imported ${done.file}: ${done.items} items, ${done.changed} changed, ${done.deleted} deleted.`)]) }, "Upload file") : null;
+    return h("section", { class: "card", "aria-labelledby": "test-title" },
+      h("h2", { id: "test-title" }, uploads ? "Upload and test" : "Test"),
+      h("p", { class: "muted" }, "A test fetches once and shows what would be stored, without storing anything."),
+      file ? field("File", file) : null,
+      h("div", { class: "actions" }, test, upload), result);
+  };
+
+  load(true);
   renderLogs(logs, `${path}/logs`);
-  const timer = setInterval(() => { if (!shownKey) load(); }, 5000);
+  const timer = setInterval(() => { if (!shownKey) load(false); }, 5000);
   return () => clearInterval(timer);
 }
 

@@ -226,6 +226,15 @@ function sampleTable(items) {
   return h("div", { class: "scroll" }, table("Sample items", ["Item id", ...names], items.map((item) => [item.id, ...names.map((n) => show(item.fields[n]))])));
 }
 
+/** What a server-side test found: counts, fields with their types, sample items. */
+export function testReport(test) {
+  return [
+    h("p", {}, `${test.rowCount} records in ${test.durationMs} ms${test.truncated ? " (more than the row cap)" : ""}.`),
+    table("Fields and types", ["Field", "Type"], test.fields.map((f) => [f.name, f.type])),
+    sampleTable(test.sample),
+  ];
+}
+
 function testStep(wizard) {
   const { draft } = wizard;
   const result = h("div", { id: "test-result", "aria-live": "polite" });
@@ -261,10 +270,7 @@ function testStep(wizard) {
           const id = await savePaused(wizard);
           const query = file && file.files[0] ? `?filename=${encodeURIComponent(file.files[0].name)}` : "";
           const { test } = await api("POST", `/api/admin/connectors/${seg(id)}/test${query}`, file && file.files[0] ? file.files[0] : undefined);
-          result.replaceChildren(
-            h("p", {}, `${test.rowCount} records in ${test.durationMs} ms${test.truncated ? " (more than the row cap)" : ""}.`),
-            table("Fields and types", ["Field", "Type"], test.fields.map((f) => [f.name, f.type])),
-            sampleTable(test.sample));
+          result.replaceChildren(...testReport(test));
         } catch (error) {
           result.replaceChildren(errorBox(error));
         } finally {

@@ -490,6 +490,54 @@ async fn a_subscriptions_page_shows_its_deliveries_re_sends_one_and_edits_it() {
     browser.quit().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_connectors_page_tests_a_file_then_imports_it() {
+    let Some((server, browser)) = start().await else {
+        return;
+    };
+    let (id, _) = common::create_connector(
+        &server,
+        &json!({"name": "Prices", "type": "file", "stream": "prices", "itemKey": "sku",
+                "settings": {"format": "csv", "source": {"kind": "upload"}}}),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("prices.csv");
+    std::fs::write(&file, "sku,price\nA-1,9.5\nB-2,12\n").expect("csv");
+    sign_in(&server, &browser, &server.token()).await;
+    source_row_with(&browser, &id, "Prices").await;
+    browser
+        .find_text(By::Css("#sources a"), "Prices")
+        .await
+        .click()
+        .await
+        .expect("open");
+    let chooser = browser.control("File").await;
+    chooser
+        .send_keys(file.to_string_lossy())
+        .await
+        .expect("choose the file");
+    browser.click_button("Run test").await;
+    browser
+        .find_text(By::Css("#test-result p"), "2 records")
+        .await;
+    browser.find_text(By::Css("#test-result td"), "B-2").await;
+    assert!(
+        common::get_item(&server, "prices", "A-1").await.is_none(),
+        "a test stores nothing"
+    );
+    browser.click_button("Upload file").await;
+    browser
+        .find_text(By::Css("#test-result p"), "Imported prices.csv: 2 items")
+        .await;
+    let item = common::get_item(&server, "prices", "B-2")
+        .await
+        .expect("imported");
+    assert_eq!(item["fields"]["price"], json!(12));
+    assert_no_console_errors(&browser).await;
+    browser.quit().await;
+}
+
 /// Nothing the page did since the log was last read was an error: no uncaught
 /// exception, no failed load, no refused Content-Security-Policy.
 async fn assert_no_console_errors(browser: &Browser) {

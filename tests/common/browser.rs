@@ -162,14 +162,14 @@ impl Browser {
 
     /// Types `text` into the input labelled `label`.
     pub async fn fill(&self, label: &str, text: &str) {
-        let input = self.labelled(label).await;
+        let input = self.control(label).await;
         input.clear().await.expect("clear");
         input.send_keys(text).await.expect("type");
     }
 
     /// Chooses the option shown as `option` in the select labelled `label`.
     pub async fn choose(&self, label: &str, option: &str) {
-        let select = SelectElement::new(&self.labelled(label).await)
+        let select = SelectElement::new(&self.control(label).await)
             .await
             .expect("a select");
         select
@@ -179,7 +179,7 @@ impl Browser {
     }
 
     /// The control the label reading `label` names.
-    async fn labelled(&self, label: &str) -> WebElement {
+    pub async fn control(&self, label: &str) -> WebElement {
         let xpath = format!("//label[normalize-space()='{label}']");
         let label = self.find(By::XPath(&xpath)).await;
         let id = label
