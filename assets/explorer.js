@@ -8,7 +8,12 @@ import { errorBox, field, h, show, table, typeOf, when } from "./dom.js";
 const PAGE = 25;
 const TREE_ITEMS = 50;
 const HIGHLIGHT_MS = 2500;
+/** Points the field panel shows at most: the newest. */
 const HISTORY_POINTS = 200;
+/** History points asked for at once (the server's largest page). */
+const HISTORY_PAGE = 1000;
+/** Pages of history read at most for one field panel. */
+const HISTORY_PAGES = 5;
 const SVG = "http://www.w3.org/2000/svg";
 
 /** Renders the Explorer into `view`, opened at `stream` and `item` when given. */
@@ -323,16 +328,21 @@ async function historyOf(stream, id, name) {
   }
   const off = h("p", { class: "empty", id: "snapshots-off" }, "Snapshots are off for this stream.");
   if (enabled === false) return off;
-  let points;
+  let points = [];
   try {
-    const answer = await api("GET", `/api/streams/${seg(stream)}/items/${seg(id)}/history?field=${encodeURIComponent(name)}`);
-    points = answer.points || [];
+    // Oldest first, a page at a time: keep the newest points of at most a few pages.
+    const base = `/api/streams/${seg(stream)}/items/${seg(id)}/history?field=${encodeURIComponent(name)}&limit=${HISTORY_PAGE}`;
+    let cursor = null;
+    for (let page = 0; page < HISTORY_PAGES; page += 1) {
+      const answer = await api("GET", cursor ? `${base}&cursor=${encodeURIComponent(cursor)}` : base);
+      points = points.concat(answer.points || []).slice(-HISTORY_POINTS);
+      cursor = answer.nextCursor;
+      if (!cursor) break;
+    }
   } catch (error) {
     return error.status === 404 ? off : errorBox(error);
   }
   if (points.length === 0) return enabled ? h("p", { class: "empty" }, "No history recorded for this field yet.") : off;
-  points.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
-  points = points.slice(-HISTORY_POINTS);
   return h("div", {}, sparkline(points),
     h("ol", { class: "timeline", "aria-label": `History of ${name}` },
       points.slice().reverse().map((p) => h("li", {}, h("time", { datetime: p.at }, when(p.at)), " ", h("code", {}, show(p.value))))));
