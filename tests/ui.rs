@@ -649,6 +649,24 @@ async fn a_session_needs_its_csrf_token_and_its_origin() {
         ("sec-fetch-site", "same-origin"),
     ]);
     assert_eq!(good.await.expect("sent").status(), StatusCode::CREATED);
+    // The event stream, which EventSource opens without custom headers, takes the
+    // cookie only where the browser marks the request as from the same origin.
+    let events = |site: Option<&str>| {
+        let mut request = client
+            .get(server.url("/api/streams/sales/events"))
+            .header("cookie", &cookie);
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        request.send()
+    };
+    let unmarked = events(None).await.expect("sent").status();
+    assert_eq!(unmarked, StatusCode::FORBIDDEN);
+    let cross = events(Some("cross-site")).await.expect("sent").status();
+    assert_eq!(cross, StatusCode::FORBIDDEN);
+    let same = events(Some("same-origin")).await.expect("sent");
+    assert_eq!(same.status(), StatusCode::OK);
+    drop(same);
     // A key in the query string stays refused for anything but a read key on events.
     let query = client
         .get(server.url(&format!("/api/admin/connectors?key={}", server.token())))
