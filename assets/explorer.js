@@ -305,7 +305,7 @@ async function showField(ex, item, name) {
   const panel = ex.main.querySelector("#field-panel");
   const value = item.fields[name];
   const changed = item.fieldsChangedAt && item.fieldsChangedAt[name];
-  const history = h("div", { class: "history" }, h("p", { class: "muted" }, "Loading history…"));
+  const history = h("div", {}, h("p", { class: "muted" }, "Loading history…"));
   panel.replaceChildren(
     h("h2", {}, `Field ${name}`),
     h("dl", { class: "summary" },

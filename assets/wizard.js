@@ -56,7 +56,7 @@ function nav(wizard, back, next, nextLabel = "Next", check = () => true) {
 
 function step(wizard, title, body, back, next, nextLabel, check) {
   const n = nav(wizard, back, next, nextLabel, check);
-  const form = h("form", { novalidate: false }, h("h2", { tabindex: "-1" }, title), body, n.buttons);
+  const form = h("form", {}, h("h2", { tabindex: "-1" }, title), body, n.buttons);
   n.submit(form);
   return [form];
 }
@@ -182,7 +182,7 @@ function num(value, fallback) {
 }
 
 /** Nested objects flattened to dotted names, as the server stores them (SPEC §1). */
-export function flatten(value, prefix = "", out = {}) {
+function flatten(value, prefix = "", out = {}) {
   for (const [key, inner] of Object.entries(value)) {
     const name = prefix ? `${prefix}.${key}` : key;
     if (inner && typeof inner === "object" && !Array.isArray(inner)) flatten(inner, name, out);
