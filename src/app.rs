@@ -21,6 +21,7 @@ use crate::ingest::{retention, Ingest};
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, OutboundError, TargetGuard};
 use crate::store::{Store, StoreError};
+use crate::ui::Sessions;
 use crate::{http, private_file, systemd};
 
 /// Name of the file in the data dir that holds the admin token (mode 0600).
@@ -165,6 +166,7 @@ impl Server {
             submissions: background.clone(),
             metrics,
             metrics_token: self.config.metrics_token.clone(),
+            sessions: Sessions::default(),
         });
         let body_timeout = Duration::from_secs(self.config.request_body_timeout_seconds);
         let routes = http::Routes::new(state, body_timeout);

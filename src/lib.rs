@@ -26,6 +26,7 @@
 //! - [`private_file`]: writing files only the service user may read.
 //! - [`store`]: persistence; the only module that touches sled.
 //! - [`systemd`]: readiness, watchdog and stopping notices for a `Type=notify` unit.
+//! - [`ui`]: the embedded web UI at `/` and its sign-in sessions.
 
 pub mod api;
 pub mod app;
@@ -43,3 +44,4 @@ pub mod outbound;
 pub mod private_file;
 pub mod store;
 pub mod systemd;
+pub mod ui;

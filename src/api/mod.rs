@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::model::Secret;
 use crate::outbound::Outbound;
 use crate::store::Store;
+use crate::ui::Sessions;
 
 pub use in_flight::InFlight;
 
@@ -64,6 +65,9 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// The bearer token `/metrics` asks for, when the configuration sets one.
     pub metrics_token: Option<Secret>,
+    /// The web UI's signed-in browsers, accepted by the admin and read APIs in place
+    /// of the admin token.
+    pub sessions: Sessions,
 }
 
 impl Services {

@@ -23,6 +23,7 @@ use crate::http::{ApiError, ClientAddr};
 use crate::ingest::StreamChanges;
 use crate::model::{Change, ChangeKind, ReadKey, StreamName, UpsertMode, Write};
 use crate::store::{Accepted, Store};
+use crate::ui::SessionUse;
 
 /// Items per page unless `limit` says otherwise (SPEC §5).
 const DEFAULT_PAGE: usize = 100;
@@ -33,7 +34,8 @@ const SSE_BATCH: usize = 256;
 /// Who wrote a change made through the read API (deleting an item).
 const ADMIN_WRITER: &str = "admin";
 
-/// Who is reading: the admin token reads everything, a read key its streams.
+/// Who is reading: the admin token (or a web UI session) reads everything, a read key
+/// its streams.
 pub enum Reader {
     /// The admin token.
     Admin,
@@ -65,7 +67,8 @@ impl FromRequestParts<AppState> for Reader {
 }
 
 /// The reader of `GET /api/streams/{stream}/events`: a bearer token, or a read key as
-/// `?key=` for browsers' EventSource, which cannot set headers.
+/// `?key=` for browsers' EventSource, which cannot set headers, or the web UI's session
+/// cookie from the UI's own pages.
 pub struct EventsReader(Reader);
 
 impl FromRequestParts<AppState> for EventsReader {
@@ -83,6 +86,17 @@ impl Reader {
     fn identify(parts: &Parts, state: &AppState, query: QueryKey) -> Result<Self, ApiError> {
         let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
         let token = presented_token(&parts.uri, &parts.headers, query)?;
+        let session_use = match query {
+            QueryKey::Refused => SessionUse::Api,
+            QueryKey::ReadKey => SessionUse::Events,
+        };
+        if token.is_none()
+            && state
+                .sessions
+                .admits(&parts.method, &parts.uri, &parts.headers, session_use)?
+        {
+            return Ok(Reader::Admin);
+        }
         let record = state.identify(client, token.as_deref())?;
         match record.kind {
             KeyKind::Admin => Ok(Reader::Admin),

@@ -85,6 +85,9 @@ On first start the server creates in the data dir: admin-token (0600; the admin 
 bearer token), secret.key (0600; seals stored secrets), tls/cert.pem and tls/key.pem
 (a self-signed certificate, unless --tls-cert/--tls-key are given), journal/ (accepted
 requests, synced before each 202, deleted once applied) and db/ (the store).
+The web UI is served at / on the same listeners (https://<host>:8443/): sign in with the
+admin token for Data Sources, the new-connector wizard, the Explorer and Webhooks.
+
 SIGTERM or SIGINT: stop accepting, finish requests in flight, flush, exit 0.";
 
 #[derive(Debug, Subcommand)]

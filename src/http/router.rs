@@ -20,6 +20,7 @@ use super::body::{read_limited, Pace, TimedBody};
 use super::error::{in_context, request_context};
 use super::{ApiError, ClientAddr};
 use crate::api::{admin, ingest, ops, read, AppState};
+use crate::ui;
 
 /// Largest admin API body: connector documents are a few KiB.
 const ADMIN_BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -170,6 +171,12 @@ fn router(state: AppState) -> Router {
             get(read::item).delete(read::delete_item),
         )
         .route("/api/streams/{stream}/events", get(read::events))
+        .route(
+            "/api/ui/session",
+            get(ui::current).post(ui::sign_in).delete(ui::sign_out),
+        )
+        .route("/", get(ui::index))
+        .route("/assets/{file}", get(ui::asset))
         .nest("/api/admin", admin.merge(files))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(CatchPanicLayer::new())

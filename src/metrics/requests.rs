@@ -12,7 +12,7 @@ use prometheus_client::metrics::MetricType;
 /// The router's route templates, which are the `route` label's values: a bounded set,
 /// whatever paths clients send. Every route of the router belongs here; a path none of
 /// them matches (answered 404) is counted as [`OTHER_ROUTE`].
-const ROUTES: [&str; 33] = [
+const ROUTES: [&str; 36] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -46,6 +46,9 @@ const ROUTES: [&str; 33] = [
     "/api/admin/subscriptions/{id}/rotate-secret",
     "/api/admin/subscriptions/{id}/deliveries",
     "/api/admin/subscriptions/{id}/deliveries/{delivery}/resend",
+    "/api/ui/session",
+    "/",
+    "/assets/{file}",
 ];
 
 /// The `route` of a request whose path matches no route.
@@ -210,7 +213,8 @@ mod tests {
             requests.route("/api/admin/connectors/c_1/logs"),
             RouteId(19)
         );
-        for unknown in ["/", "/nope", "/api/webhook/sales/extra/more", "/healthz/"] {
+        assert_eq!(requests.route("/"), RouteId(34), "the web UI's page");
+        for unknown in ["/nope", "/api/webhook/sales/extra/more", "/healthz/"] {
             assert_eq!(requests.route(unknown), RouteId(ROUTES.len()), "{unknown}");
         }
     }

@@ -15,9 +15,10 @@ use axum::response::Response;
 use super::{presented_token, AppState, QueryKey};
 use crate::auth::KeyKind;
 use crate::http::{ApiError, ClientAddr};
+use crate::ui::SessionUse;
 
-/// Lets through requests bearing the admin token; a valid key of another kind gets
-/// 403, anything else what [`Services::identify`](crate::api::Services::identify) answers.
+/// Lets through requests bearing the admin token, or else a web UI session that passes
+/// its CSRF checks; a valid key of another kind gets 403, anything else what [`Services::identify`](crate::api::Services::identify) answers.
 pub async fn require_admin(
     State(state): State<AppState>,
     request: Request,
@@ -25,6 +26,16 @@ pub async fn require_admin(
 ) -> Result<Response, ApiError> {
     let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
     let token = presented_token(request.uri(), request.headers(), QueryKey::Refused)?;
+    if token.is_none()
+        && state.sessions.admits(
+            request.method(),
+            request.uri(),
+            request.headers(),
+            SessionUse::Api,
+        )?
+    {
+        return Ok(next.run(request).await);
+    }
     let record = state.identify(client, token.as_deref())?;
     if record.kind != KeyKind::Admin {
         tracing::info!(key_id = %record.key_id, "a non-admin key was used on the admin API");
