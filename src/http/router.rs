@@ -19,7 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use super::body::{read_limited, Pace, TimedBody};
 use super::error::{in_context, request_context};
 use super::{ApiError, ClientAddr};
-use crate::api::{admin, ingest, ops, read, AppState};
+use crate::api::{admin, ingest, openapi, ops, read, AppState};
 
 /// Largest admin API body: connector documents are a few KiB.
 const ADMIN_BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -156,6 +156,7 @@ fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/webhook/{stream}", post(ingest::webhook))
         .route("/api/webhook/{stream}/batch", post(ingest::webhook))
         .route("/api/webhook/{stream}/bulk", post(ingest::bulk))

@@ -1,0 +1,179 @@
+//! `GET /api/openapi.json` through the real binary: an OpenAPI 3.1 description that
+//! needs no credential, lists exactly the routes the server counts (its ROUTES table,
+//! so a route added without documentation fails here), each of them routed; and
+//! schemathesis (pinned in tests/requirements.txt) fuzzing the server against it with
+//! the admin token finds no 5xx and no answer outside the description.
+//!
+//! Without schemathesis the fuzzing test is skipped with a printed reason, except under
+//! `CI=true`, where it fails.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{answer, create_connector, output_within, push_ok, TestServer};
+use datapool::metrics::ROUTES;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// How long the schemathesis run may take before the test fails: it is bounded to a
+/// few examples per operation, and the test runner ends a test after 5 minutes.
+const FUZZ_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Test cases schemathesis generates per operation and phase: enough to try odd
+/// values of every parameter and body member, few enough for a short run.
+const MAX_EXAMPLES: &str = "25";
+
+/// Operations not fuzzed, by operation id, because no generated input means anything
+/// to them: the event stream never ends (each case would wait for its timeout), the
+/// backup download takes no input and writes a copy of the store per case, and an upload
+/// or test of a file is a file, not a JSON document schemathesis can vary usefully.
+const NOT_FUZZED: &str = "^(streamEvents|downloadBackup|uploadConnectorFile|testConnector)$";
+
+/// The description, fetched without a credential.
+async fn description(server: &TestServer) -> Value {
+    let answer = server
+        .call(Method::GET, "/api/openapi.json", None, None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.headers["content-type"], "application/json");
+    answer.body
+}
+
+#[tokio::test]
+async fn describes_every_route_in_openapi_3_1_without_a_credential() {
+    let server = TestServer::start().await;
+    let document = description(&server).await;
+    let version = document["openapi"].as_str().expect("an openapi version");
+    assert!(version.starts_with("3.1."), "{version}");
+    let paths = document["paths"].as_object().expect("paths");
+    let described: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+    let routed: BTreeSet<&str> = ROUTES.into_iter().collect();
+    assert_eq!(
+        described, routed,
+        "the description and the server's routes differ"
+    );
+    let schemes = document["components"]["securitySchemes"]
+        .as_object()
+        .expect("security schemes");
+    for scheme in [
+        "adminToken",
+        "readKey",
+        "ingestKey",
+        "ingestKeyBasic",
+        "readKeyQuery",
+    ] {
+        assert!(schemes.contains_key(scheme), "no {scheme} scheme");
+    }
+    let error = &document["components"]["schemas"]["ErrorBody"];
+    assert_eq!(error["required"], json!(["error"]), "{error}");
+
+    // Every described operation is one the server routes: none gets the unknown route's
+    // 404 or a 405. (The ids are unknown, so most answer a plain 404 NOT_FOUND.)
+    let client = server.client();
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{stream}", "sales")
+            .replace("{key}", "ik_000000000000_x")
+            .replace("{id}", "x1")
+            .replace("{delivery}", "d1");
+        for method in item.as_object().expect("operations").keys() {
+            if (path.as_str(), method.as_str()) == ("/api/streams/{stream}/events", "get") {
+                continue; // an unknown stream's events still stream; the route is fuzz-free
+            }
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let sent = client
+                .request(method.clone(), server.url(&concrete))
+                .bearer_auth(server.token())
+                .send()
+                .await
+                .expect("request sent");
+            let got = answer(sent).await;
+            assert_ne!(
+                got.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert!(
+                got.body["error"]["message"] != "no such route",
+                "{method} {path} is described but not routed"
+            );
+        }
+    }
+}
+
+/// Whether schemathesis runs here. When it does not, the test is skipped with the
+/// reason printed, or fails under `CI=true`.
+fn schemathesis_ready() -> bool {
+    let ready = Command::new("schemathesis")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !ready {
+        let reason = "schemathesis is needed to fuzz the API against its description \
+                      (python3 -m pip install -r tests/requirements.txt)";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
+        eprintln!("skipping: {reason}");
+    }
+    ready
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_description() {
+    if !schemathesis_ready() {
+        return;
+    }
+    let server = TestServer::start().await;
+    // Something to read, so the read API answers with items, not only with 404s.
+    let doc = json!({"name": "Sales", "type": "webhook", "stream": "sales", "itemKey": "region"});
+    let (_, key) = create_connector(&server, &doc).await;
+    push_ok(
+        &server,
+        "sales",
+        &key,
+        &json!({"region": "north", "amount": 1}),
+    )
+    .await;
+    let schema = server.data_dir().join("openapi.json");
+    std::fs::write(&schema, description(&server).await.to_string()).expect("write the description");
+
+    let mut command = Command::new("schemathesis");
+    command
+        .arg("run")
+        .arg(&schema)
+        .args(["--url", &server.url("")])
+        .arg("--tls-verify")
+        .arg(server.cert_file())
+        .args(["-H", &format!("Authorization: Bearer {}", server.token())])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            MAX_EXAMPLES,
+            "--seed",
+            "1",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "10",
+            "--exclude-operation-id-regex",
+            NOT_FUZZED,
+            "--generation-database",
+            "none",
+            "--no-color",
+        ])
+        .current_dir(server.data_dir());
+    let output = output_within(command, "", FUZZ_TIMEOUT);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{printed}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.logs()
+    );
+    println!("{printed}");
+}
