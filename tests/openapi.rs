@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{answer, create_connector, output_within, push_ok, TestServer};
+use common::{create_connector, output_within, push_ok, TestServer};
 use datapool::metrics::ROUTES;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -90,14 +90,11 @@ async fn describes_every_route_in_openapi_3_1_without_a_credential() {
                 .send()
                 .await
                 .expect("request sent");
-            let got = answer(sent).await;
-            assert_ne!(
-                got.status,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "{method} {path}"
-            );
+            let status = sent.status();
+            let body = sent.text().await.expect("a body");
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
             assert!(
-                got.body["error"]["message"] != "no such route",
+                !body.contains("\"no such route\""),
                 "{method} {path} is described but not routed"
             );
         }
@@ -120,27 +117,62 @@ fn schemathesis_ready() -> bool {
     ready
 }
 
+/// A schemathesis configuration that calls the operations on one existing connector,
+/// subscription or item by its id, so their cases reach the handlers' logic instead of
+/// all ending in 404 (the deleting operations keep generated ids, so the things stay).
+async fn known_ids(server: &TestServer) -> String {
+    let doc = json!({"name": "Sales", "type": "webhook", "stream": "sales", "itemKey": "region"});
+    let (connector, key) = create_connector(server, &doc).await;
+    push_ok(
+        server,
+        "sales",
+        &key,
+        &json!({"region": "north", "amount": 1}),
+    )
+    .await;
+    let subscription = json!({"name": "Reports", "url": "http://127.0.0.1:9/hook", "events": ["item.updated"], "secret": "generate"});
+    let created = server
+        .admin(
+            Method::POST,
+            "/api/admin/subscriptions",
+            Some(&subscription),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let subscription = created.body["subscription"]["id"].as_str().expect("an id");
+    let on = |operations: &str, parameters: &str| {
+        format!("[[operations]]\ninclude-operation-id-regex = \"^({operations})$\"\nparameters = {{ {parameters} }}\n\n")
+    };
+    [
+        on(
+            "getConnector|updateConnector|enableConnector|disableConnector|rotateConnectorKey|getConnectorLogs",
+            &format!("\"path.id\" = \"{connector}\""),
+        ),
+        on(
+            "getSubscription|updateSubscription|activateSubscription|deactivateSubscription|rotateSubscriptionSecret|listSubscriptionDeliveries|resendSubscriptionDelivery",
+            &format!("\"path.id\" = \"{subscription}\""),
+        ),
+        on("listItems", "\"path.stream\" = \"sales\""),
+        on("getItem", "\"path.stream\" = \"sales\", \"path.id\" = \"north\""),
+    ]
+    .concat()
+}
+
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_description() {
     if !schemathesis_ready() {
         return;
     }
     let server = TestServer::start().await;
-    // Something to read, so the read API answers with items, not only with 404s.
-    let doc = json!({"name": "Sales", "type": "webhook", "stream": "sales", "itemKey": "region"});
-    let (_, key) = create_connector(&server, &doc).await;
-    push_ok(
-        &server,
-        "sales",
-        &key,
-        &json!({"region": "north", "amount": 1}),
-    )
-    .await;
     let schema = server.data_dir().join("openapi.json");
     std::fs::write(&schema, description(&server).await.to_string()).expect("write the description");
+    let config = server.data_dir().join("schemathesis.toml");
+    std::fs::write(&config, known_ids(&server).await).expect("write the schemathesis config");
 
     let mut command = Command::new("schemathesis");
     command
+        .arg("--config-file")
+        .arg(&config)
         .arg("run")
         .arg(&schema)
         .args(["--url", &server.url("")])
@@ -156,14 +188,22 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_descriptio
             MAX_EXAMPLES,
             "--seed",
             "1",
+            // One worker: with several, hypothesis describing its strategies in threads
+            // now and then trips CPython 3.11's parser ("AST constructor recursion depth
+            // mismatch"), failing the run for no fault of the server.
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "10",
             "--exclude-operation-id-regex",
             NOT_FUZZED,
             "--generation-database",
             "none",
+            // The admin token is sent with every request (-H); cases without a
+            // credential would lock the test client's address out after 20 failed
+            // authentications a minute, and every later case would get 429.
+            "--generation-with-security-parameters",
+            "false",
             "--no-color",
         ])
         .current_dir(server.data_dir());

@@ -30,7 +30,8 @@ pub struct ReadKey {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReadKeySpec {
-    /// See [`ReadKey::name`].
+    /// Display name: 1-100 characters, not only spaces, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// See [`ReadKey::streams`].
     #[serde(default)]

@@ -247,11 +247,14 @@ impl RetryPolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriptionSpec {
-    /// Display name.
+    /// Display name: 1-100 characters, not only spaces, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Where deliveries are POSTed: `http://` or `https://`.
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: String,
     /// What it is told about; at least one.
+    #[schema(min_items = 1)]
     pub events: Vec<EventCode>,
     /// Only changes of these streams; absent means every stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -155,9 +155,10 @@ pub async fn rotate_secret(
     let secret = if body.is_empty() {
         generate_secret()
     } else {
-        let asked: NewSecret = serde_path_to_error::deserialize(json_body(&headers, &body)?)
-            .map_err(|e| ValidationError::field(&e.path().to_string(), e.into_inner()))?;
-        match asked.secret {
+        let asked: Option<NewSecret> =
+            serde_path_to_error::deserialize(json_body(&headers, &body)?)
+                .map_err(|e| ValidationError::field(&e.path().to_string(), e.into_inner()))?;
+        match asked.and_then(|asked| asked.secret) {
             None => generate_secret(),
             Some(given) if given == GENERATE => generate_secret(),
             Some(given) => {

@@ -118,7 +118,9 @@ impl ConnectorState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectorSpec {
-    /// Unique display name (compared without regard to case).
+    /// Unique display name (compared without regard to case): 1-100 characters, not
+    /// only spaces, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// The kind of source; fixed once created.
     #[serde(rename = "type")]
