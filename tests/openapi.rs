@@ -27,10 +27,10 @@ const FUZZ_TIMEOUT: Duration = Duration::from_secs(240);
 const MAX_EXAMPLES: &str = "25";
 
 /// Operations not fuzzed, by operation id, because no generated input means anything
-/// to them: the event stream never ends (each case would wait for its timeout), the
-/// backup download takes no input and writes a copy of the store per case, and an upload
-/// or test of a file is a file, not a JSON document schemathesis can vary usefully.
-const NOT_FUZZED: &str = "^(streamEvents|downloadBackup|uploadConnectorFile|testConnector)$";
+/// to them: the event stream never ends (each case would wait for its timeout), and the
+/// backup download takes no input and writes a copy of the store per case. (Uploads are
+/// fuzzed as raw bodies; their multipart form is the same file in another wrapping.)
+const NOT_FUZZED: &str = "^(streamEvents|downloadBackup)$";
 
 /// The description, fetched without a credential.
 async fn description(server: &TestServer) -> Value {
@@ -117,68 +117,30 @@ fn schemathesis_ready() -> bool {
     ready
 }
 
-/// A schemathesis configuration that calls the operations on one existing connector,
-/// subscription or item by its id, so their cases reach the handlers' logic instead of
-/// all ending in 404 (the deleting operations keep generated ids, so the things stay).
-async fn known_ids(server: &TestServer) -> String {
-    let doc = json!({"name": "Sales", "type": "webhook", "stream": "sales", "itemKey": "region"});
-    let (connector, key) = create_connector(server, &doc).await;
-    push_ok(
-        server,
-        "sales",
-        &key,
-        &json!({"region": "north", "amount": 1}),
-    )
-    .await;
-    let subscription = json!({"name": "Reports", "url": "http://127.0.0.1:9/hook", "events": ["item.updated"], "secret": "generate"});
-    let created = server
-        .admin(
-            Method::POST,
-            "/api/admin/subscriptions",
-            Some(&subscription),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let subscription = created.body["subscription"]["id"].as_str().expect("an id");
-    let on = |operations: &str, parameters: &str| {
-        format!("[[operations]]\ninclude-operation-id-regex = \"^({operations})$\"\nparameters = {{ {parameters} }}\n\n")
-    };
-    [
-        on(
-            "getConnector|updateConnector|enableConnector|disableConnector|rotateConnectorKey|getConnectorLogs",
-            &format!("\"path.id\" = \"{connector}\""),
-        ),
-        on(
-            "getSubscription|updateSubscription|activateSubscription|deactivateSubscription|rotateSubscriptionSecret|listSubscriptionDeliveries|resendSubscriptionDelivery",
-            &format!("\"path.id\" = \"{subscription}\""),
-        ),
-        on("listItems", "\"path.stream\" = \"sales\""),
-        on("getItem", "\"path.stream\" = \"sales\", \"path.id\" = \"north\""),
-    ]
-    .concat()
+/// A `[[operations]]` entry of a schemathesis configuration: the operations whose ids
+/// `operations` (alternatives of a regular expression) names get `parameters`.
+fn on(operations: &str, parameters: &str) -> String {
+    format!("[[operations]]\ninclude-operation-id-regex = \"^({operations})$\"\nparameters = {{ {parameters} }}\n\n")
 }
 
-#[tokio::test]
-async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_description() {
-    if !schemathesis_ready() {
-        return;
-    }
-    let server = TestServer::start().await;
-    let schema = server.data_dir().join("openapi.json");
-    std::fs::write(&schema, description(&server).await.to_string()).expect("write the description");
-    let config = server.data_dir().join("schemathesis.toml");
-    std::fs::write(&config, known_ids(&server).await).expect("write the schemathesis config");
-
+/// Runs schemathesis against `server` with `token` as bearer on every request, the
+/// configuration `config` and the operations `select` picks; fails the test on any
+/// finding, printing what schemathesis and the server said.
+fn fuzz(server: &TestServer, token: &str, config: &str, select: &[&str]) {
+    let dir = server.data_dir();
+    let schema = dir.join("openapi.json");
+    let config_file = dir.join("schemathesis.toml");
+    std::fs::write(&config_file, config).expect("write the schemathesis config");
     let mut command = Command::new("schemathesis");
     command
         .arg("--config-file")
-        .arg(&config)
+        .arg(&config_file)
         .arg("run")
         .arg(&schema)
         .args(["--url", &server.url("")])
         .arg("--tls-verify")
         .arg(server.cert_file())
-        .args(["-H", &format!("Authorization: Bearer {}", server.token())])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
         .args([
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
@@ -195,18 +157,17 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_descriptio
             "1",
             "--request-timeout",
             "10",
-            "--exclude-operation-id-regex",
-            NOT_FUZZED,
             "--generation-database",
             "none",
-            // The admin token is sent with every request (-H); cases without a
-            // credential would lock the test client's address out after 20 failed
-            // authentications a minute, and every later case would get 429.
+            // The credential is sent with every request (-H); cases without one would
+            // lock the test client's address out after 20 failed authentications a
+            // minute, and every later case would get 429.
             "--generation-with-security-parameters",
             "false",
             "--no-color",
         ])
-        .current_dir(server.data_dir());
+        .args(select)
+        .current_dir(dir);
     let output = output_within(command, "", FUZZ_TIMEOUT);
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -216,4 +177,96 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_descriptio
         server.logs()
     );
     println!("{printed}");
+}
+
+/// A server with the description saved in its data dir for schemathesis, or `None`
+/// (the test skipped) where schemathesis is missing.
+async fn fuzz_target() -> Option<TestServer> {
+    if !schemathesis_ready() {
+        return None;
+    }
+    let server = TestServer::start().await;
+    let schema = server.data_dir().join("openapi.json");
+    std::fs::write(&schema, description(&server).await.to_string()).expect("write the description");
+    Some(server)
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_description() {
+    let Some(server) = fuzz_target().await else {
+        return;
+    };
+    // One connector, subscription and item the operations on one of them are called on,
+    // so their cases reach the handlers' logic instead of all ending in 404 (the
+    // deleting operations keep generated ids, so these stay).
+    let doc = json!({"name": "Sales", "type": "webhook", "stream": "sales", "itemKey": "region"});
+    let (connector, key) = create_connector(&server, &doc).await;
+    push_ok(
+        &server,
+        "sales",
+        &key,
+        &json!({"region": "north", "amount": 1}),
+    )
+    .await;
+    let subscription = json!({"name": "Reports", "url": "http://127.0.0.1:9/hook", "events": ["item.updated"], "secret": "generate"});
+    let created = server
+        .admin(
+            Method::POST,
+            "/api/admin/subscriptions",
+            Some(&subscription),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let subscription = created.body["subscription"]["id"].as_str().expect("an id");
+    let upload = json!({"name": "Stock", "type": "file", "stream": "stock",
+        "settings": {"format": "csv", "source": {"kind": "upload"}}});
+    let (upload, _) = create_connector(&server, &upload).await;
+    let config = [
+        on(
+            "uploadConnectorFile|testConnector",
+            &format!("\"path.id\" = \"{upload}\""),
+        ),
+        on(
+            "getConnector|updateConnector|enableConnector|disableConnector|rotateConnectorKey|getConnectorLogs",
+            &format!("\"path.id\" = \"{connector}\""),
+        ),
+        on(
+            "getSubscription|updateSubscription|activateSubscription|deactivateSubscription|rotateSubscriptionSecret|listSubscriptionDeliveries|resendSubscriptionDelivery",
+            &format!("\"path.id\" = \"{subscription}\""),
+        ),
+        on("listItems", "\"path.stream\" = \"sales\""),
+        on("getItem", "\"path.stream\" = \"sales\", \"path.id\" = \"north\""),
+    ]
+    .concat();
+    // The push routes take an ingest key, not the admin token: the next test fuzzes them.
+    let select = [
+        "--exclude-tag",
+        "ingest",
+        "--exclude-operation-id-regex",
+        NOT_FUZZED,
+    ];
+    fuzz(&server, &server.token(), &config, &select);
+}
+
+#[tokio::test]
+async fn schemathesis_finds_nothing_wrong_with_the_push_routes_and_an_ingest_key() {
+    let Some(server) = fuzz_target().await else {
+        return;
+    };
+    // A connector that takes its key every way SPEC §3.4 allows.
+    let doc = json!({"name": "Sales", "type": "webhook", "stream": "sales",
+        "auth": {"basic": true, "keyInUrl": true}});
+    let (_, key) = create_connector(&server, &doc).await;
+    let config = [
+        on(
+            "pushWebhook|pushBatch|pushBulk",
+            "\"path.stream\" = \"sales\"",
+        ),
+        on(
+            "pushWebhookKeyInUrl|pushBatchKeyInUrl|pushBulkKeyInUrl",
+            &format!("\"path.stream\" = \"sales\", \"path.key\" = \"{key}\""),
+        ),
+    ]
+    .concat();
+    fuzz(&server, &key, &config, &["--include-tag", "ingest"]);
 }

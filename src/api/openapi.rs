@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::schema::AnyOfBuilder;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -286,6 +287,13 @@ fn complete(operation: &mut Operation) {
         );
     }
     let responses = &mut operation.responses.responses;
+    if tag == "ingest" {
+        for answer in responses.values_mut() {
+            if let RefOr::T(answer) = answer {
+                admit_replays(answer);
+            }
+        }
+    }
     for status in errors {
         responses
             .entry(status.to_string())
@@ -305,6 +313,34 @@ fn complete(operation: &mut Operation) {
                     .build(),
             );
         }
+    }
+}
+
+/// A push route's success answer also admits a replay (SPEC §3.1): a repeated
+/// `Idempotency-Key` gets the first request's body, which another push route of the
+/// connector may have answered (a webhook's body to a bulk import's retry).
+fn admit_replays(answer: &mut Answer) {
+    let first = RefOr::Ref(Ref::from_schema_name(ingest::AcceptedBody::name()));
+    for content in answer.content.values_mut() {
+        let Some(own) = content.schema.take() else {
+            continue;
+        };
+        content.schema = Some(if own == first {
+            own
+        } else {
+            AnyOfBuilder::new().item(own).item(first.clone()).into()
+        });
+    }
+    if !answer.content.is_empty() {
+        answer.headers.insert(
+            "Idempotent-Replayed".to_owned(),
+            HeaderBuilder::new()
+                .schema(String::schema())
+                .description(Some(
+                    "`true` on a replay: the answer to the first request with this `Idempotency-Key`, which was not processed again",
+                ))
+                .build(),
+        );
     }
 }
 
