@@ -150,6 +150,35 @@ const TWINS: [(&str, &str, &str, bool); 4] = [
     ),
 ];
 
+/// The path parameters, by the start of the paths they are in (the first match
+/// counts) and their name, with what they mean.
+const PATH_PARAMETERS: [(&str, &str, &str); 7] = [
+    ("/api/admin/connectors/", "id", "The connector's id"),
+    ("/api/admin/subscriptions/", "id", "The subscription's id"),
+    ("/api/admin/read-keys/", "id", "The read key's id"),
+    ("/api/streams/", "id", "The item's id"),
+    ("/", "stream", "The stream's name; for a push, the ingest key's connector's stream"),
+    ("/", "delivery", "The delivery's id, from the delivery log"),
+    (
+        "/",
+        "key",
+        "The full ingest key, where the connector sets `auth.keyInUrl` (it is redacted in every log)",
+    ),
+];
+
+/// The request headers every push route reads, with what they mean. (Signature
+/// headers depend on the connector's scheme, and are in its documentation.)
+const PUSH_HEADERS: [(&str, &str); 2] = [
+    (
+        "Idempotency-Key",
+        "1-255 printable ASCII characters: a repeat within the connector's window is answered as the first request was, and not processed again",
+    ),
+    (
+        "X-Item-Key",
+        "The (dotted) field whose value identifies each item of a webhook or bulk body; default the connector's `itemKey`, else the item's position",
+    ),
+];
+
 /// What the routes of a kind share, added to the annotated operations.
 struct Contract;
 
@@ -157,8 +186,9 @@ impl Modify for Contract {
     fn modify(&self, openapi: &mut Document) {
         add_security_schemes(openapi);
         add_twins(openapi);
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
             for operation in operations(item) {
+                add_parameters(path, operation);
                 complete(operation);
             }
         }
@@ -224,10 +254,6 @@ fn add_twins(openapi: &mut Document) {
         };
         operation.operation_id = Some(operation_id.to_owned());
         if key_in_path {
-            operation
-                .parameters
-                .get_or_insert_with(Vec::new)
-                .push(key_parameter());
             // The key in the path is the credential.
             operation.security = Some(vec![SecurityRequirement::default()]);
         }
@@ -237,15 +263,38 @@ fn add_twins(openapi: &mut Document) {
     }
 }
 
-/// The `{key}` of a key-in-URL route.
-fn key_parameter() -> Parameter {
+/// Declares the parameters of `path`'s template ([`PATH_PARAMETERS`]) on `operation`,
+/// and on a push route the headers it reads ([`PUSH_HEADERS`]).
+fn add_parameters(path: &str, operation: &mut Operation) {
+    let names = path
+        .split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'));
+    let in_path = names.filter_map(|name| {
+        PATH_PARAMETERS
+            .iter()
+            .find(|(prefix, known, _)| *known == name && path.starts_with(prefix))
+            .map(|(_, _, meaning)| parameter(name, ParameterIn::Path, Required::True, meaning))
+    });
+    let is_push = operation
+        .tags
+        .as_ref()
+        .is_some_and(|tags| tags.iter().any(|tag| tag == "ingest"));
+    let headers = PUSH_HEADERS
+        .iter()
+        .filter(|_| is_push)
+        .map(|(name, meaning)| parameter(name, ParameterIn::Header, Required::False, meaning));
+    let declared = operation.parameters.get_or_insert_with(Vec::new);
+    let added: Vec<Parameter> = in_path.chain(headers).collect();
+    declared.splice(0..0, added);
+}
+
+/// A string parameter.
+fn parameter(name: &str, place: ParameterIn, required: Required, meaning: &str) -> Parameter {
     ParameterBuilder::new()
-        .name("key")
-        .parameter_in(ParameterIn::Path)
-        .required(Required::True)
-        .description(Some(
-            "The full ingest key, where the connector sets `auth.keyInUrl` (it is redacted in every log)",
-        ))
+        .name(name)
+        .parameter_in(place)
+        .required(required)
+        .description(Some(meaning))
         .schema(Some(String::schema()))
         .build()
 }
@@ -288,6 +337,14 @@ fn complete(operation: &mut Operation) {
     }
     let responses = &mut operation.responses.responses;
     if tag == "ingest" {
+        if let Some(RefOr::T(accepted)) = responses.get("202").cloned() {
+            let mut ok = accepted;
+            ok.description = format!(
+                "{} (a connector set to `successStatus: 200`)",
+                ok.description
+            );
+            responses.insert("200".to_owned(), RefOr::T(ok));
+        }
         for answer in responses.values_mut() {
             if let RefOr::T(answer) = answer {
                 admit_replays(answer);

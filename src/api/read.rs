@@ -164,7 +164,7 @@ pub struct ItemPage {
 /// `GET /api/streams/{stream}/items?limit=&cursor=` → `{"items","nextCursor"}`, in id
 /// order; `nextCursor` is null on the last page.
 #[utoipa::path(get, path = "/api/streams/{stream}/items", tag = "read", operation_id = "listItems",
-    params(("stream" = String, Path, description = "The stream's name"), Page),
+    params(Page),
     responses((status = 200, description = "One page of items", body = ItemPage)))]
 pub async fn items(
     State(state): State<AppState>,
@@ -193,8 +193,6 @@ pub async fn items(
 
 /// `GET /api/streams/{stream}/items/{id}` → the item.
 #[utoipa::path(get, path = "/api/streams/{stream}/items/{id}", tag = "read", operation_id = "getItem",
-    params(("stream" = String, Path, description = "The stream's name"),
-        ("id" = String, Path, description = "The item id")),
     responses((status = 200, description = "The item", body = Item)))]
 pub async fn item(
     State(state): State<AppState>,
@@ -213,8 +211,6 @@ pub async fn item(
 /// applied, in order with the stream's other writes.
 #[utoipa::path(delete, path = "/api/streams/{stream}/items/{id}", tag = "read", operation_id = "deleteItem",
     security(("adminToken" = [])),
-    params(("stream" = String, Path, description = "The stream's name"),
-        ("id" = String, Path, description = "The item id")),
     responses((status = 204, description = "Deleted")))]
 pub async fn delete_item(
     State(state): State<AppState>,
@@ -253,8 +249,7 @@ pub async fn delete_item(
 /// otherwise the stream opens with `event: reset` and the client reloads.
 #[utoipa::path(get, path = "/api/streams/{stream}/events", tag = "read", operation_id = "streamEvents",
     security(("adminToken" = []), ("readKey" = []), ("readKeyQuery" = [])),
-    params(("stream" = String, Path, description = "The stream's name"),
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this change id"),
+    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this change id"),
         ("key" = Option<String>, Query, description = "A read key, for EventSource, which cannot set headers")),
     responses((status = 200, content_type = "text/event-stream", body = String,
         description = "Server-Sent Events: `item.created`, `item.updated`, `item.deleted` (data `{\"stream\",\"itemId\",\"version\",\"fields\"?}`), or `reset`")))]

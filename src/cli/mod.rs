@@ -85,7 +85,10 @@ On first start the server creates in the data dir: admin-token (0600; the admin 
 bearer token), secret.key (0600; seals stored secrets), tls/cert.pem and tls/key.pem
 (a self-signed certificate, unless --tls-cert/--tls-key are given), journal/ (accepted
 requests, synced before each 202, deleted once applied) and db/ (the store).
-SIGTERM or SIGINT: stop accepting, finish requests in flight, flush, exit 0.";
+SIGTERM or SIGINT: stop accepting, finish requests in flight, flush, exit 0.
+
+GET /api/openapi.json (no credential) describes every endpoint in OpenAPI 3.1, to
+generate clients from; /healthz, /readyz and /metrics are the probes and metrics.";
 
 #[derive(Debug, Subcommand)]
 enum Command {

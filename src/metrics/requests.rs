@@ -11,7 +11,8 @@ use prometheus_client::metrics::MetricType;
 
 /// The router's route templates, which are the `route` label's values: a bounded set,
 /// whatever paths clients send. Every route of the router belongs here; a path none of
-/// them matches (answered 404) is counted as [`OTHER_ROUTE`].
+/// them matches (answered 404) is counted as [`OTHER_ROUTE`]. `/api/openapi.json`
+/// describes exactly these (its tests compare the two).
 pub const ROUTES: [&str; 34] = [
     "/healthz",
     "/readyz",

@@ -95,7 +95,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ConnectorList>, 
 }
 
 /// `GET /api/admin/connectors/{id}` → `{"connector"}`.
-#[utoipa::path(get, path = "/api/admin/connectors/{id}", tag = "admin", operation_id = "getConnector", params(("id" = String, Path, description = "The connector id")),
+#[utoipa::path(get, path = "/api/admin/connectors/{id}", tag = "admin", operation_id = "getConnector",
     responses((status = 200, description = "The connector", body = ConnectorBody)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -106,7 +106,7 @@ pub async fn show(
 }
 
 /// `PATCH /api/admin/connectors/{id}` with a JSON Merge Patch → `{"connector"}`.
-#[utoipa::path(patch, path = "/api/admin/connectors/{id}", tag = "admin", operation_id = "updateConnector", params(("id" = String, Path, description = "The connector id")),
+#[utoipa::path(patch, path = "/api/admin/connectors/{id}", tag = "admin", operation_id = "updateConnector",
     request_body(content = serde_json::Value, content_type = "application/merge-patch+json",
         description = "A JSON Merge Patch (RFC 7396) of the connector document; `null` removes a member. What a read shows may be sent back: derived members and `…Set` flags are ignored"),
     responses((status = 200, description = "The changed connector", body = ConnectorBody)))]
@@ -129,7 +129,7 @@ pub async fn update(
 }
 
 /// `POST /api/admin/connectors/{id}/enable` → `{"connector"}`.
-#[utoipa::path(post, path = "/api/admin/connectors/{id}/enable", tag = "admin", operation_id = "enableConnector", params(("id" = String, Path, description = "The connector id")),
+#[utoipa::path(post, path = "/api/admin/connectors/{id}/enable", tag = "admin", operation_id = "enableConnector",
     responses((status = 200, description = "The enabled connector", body = ConnectorBody)))]
 pub async fn enable(
     State(state): State<AppState>,
@@ -140,7 +140,7 @@ pub async fn enable(
 
 /// `POST /api/admin/connectors/{id}/disable` → `{"connector"}`; pushes then get 403
 /// and polls stop.
-#[utoipa::path(post, path = "/api/admin/connectors/{id}/disable", tag = "admin", operation_id = "disableConnector", params(("id" = String, Path, description = "The connector id")),
+#[utoipa::path(post, path = "/api/admin/connectors/{id}/disable", tag = "admin", operation_id = "disableConnector",
     responses((status = 200, description = "The disabled connector", body = ConnectorBody)))]
 pub async fn disable(
     State(state): State<AppState>,
@@ -175,7 +175,7 @@ async fn set_enabled(
 
 /// `POST /api/admin/connectors/{id}/rotate-key` → `{"connector", "ingestKey"}`; the
 /// old key stops working in the same transaction that stores the new one.
-#[utoipa::path(post, path = "/api/admin/connectors/{id}/rotate-key", tag = "admin", operation_id = "rotateConnectorKey", params(("id" = String, Path, description = "The connector id")),
+#[utoipa::path(post, path = "/api/admin/connectors/{id}/rotate-key", tag = "admin", operation_id = "rotateConnectorKey",
     responses((status = 200, description = "The new ingest key, shown only here", body = ConnectorBody)))]
 pub async fn rotate_key(
     State(state): State<AppState>,
@@ -209,7 +209,7 @@ pub async fn rotate_key(
 
 /// `DELETE /api/admin/connectors/{id}` → 204; its ingest key stops working, and its
 /// log and activity go with it.
-#[utoipa::path(delete, path = "/api/admin/connectors/{id}", tag = "admin", operation_id = "deleteConnector", params(("id" = String, Path, description = "The connector id")),
+#[utoipa::path(delete, path = "/api/admin/connectors/{id}", tag = "admin", operation_id = "deleteConnector",
     responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -232,7 +232,7 @@ pub async fn delete(
 /// writes nothing. An upload connector reads the file sent as for an upload. A failed
 /// fetch answers 502 `SOURCE_ERROR` with the classified reason; a bad uploaded file 400.
 #[utoipa::path(post, path = "/api/admin/connectors/{id}/test", tag = "admin", operation_id = "testConnector",
-    params(("id" = String, Path, description = "The connector id"), FileQuery),
+    params(FileQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "For an upload connector only: the file to test, as for an upload (raw, or multipart/form-data with the field `file`)"),
     responses(
@@ -318,7 +318,7 @@ fn not_found_as(error: StoreError, id: &str) -> ApiError {
 /// `GET /api/admin/connectors/{id}/logs?limit=&cursor=` → `{"entries","nextCursor"}`,
 /// newest first.
 #[utoipa::path(get, path = "/api/admin/connectors/{id}/logs", tag = "admin", operation_id = "getConnectorLogs",
-    params(("id" = String, Path, description = "The connector id"), LogPage),
+    params(LogPage),
     responses((status = 200, description = "One page of the log, newest first", body = Page<LogEntry>)))]
 pub async fn logs(
     State(state): State<AppState>,

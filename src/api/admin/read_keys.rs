@@ -73,7 +73,6 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ReadKeyList>, Ap
 
 /// `DELETE /api/admin/read-keys/{id}` → 204; the key stops working at once.
 #[utoipa::path(delete, path = "/api/admin/read-keys/{id}", tag = "admin", operation_id = "deleteReadKey",
-    params(("id" = String, Path, description = "The read key's id")),
     responses((status = 204, description = "Revoked")))]
 pub async fn delete(
     State(state): State<AppState>,

@@ -73,7 +73,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<SubscriptionList
 }
 
 /// `GET /api/admin/subscriptions/{id}` → `{"subscription"}`.
-#[utoipa::path(get, path = "/api/admin/subscriptions/{id}", tag = "admin", operation_id = "getSubscription", params(("id" = String, Path, description = "The subscription id")),
+#[utoipa::path(get, path = "/api/admin/subscriptions/{id}", tag = "admin", operation_id = "getSubscription",
     responses((status = 200, description = "The subscription", body = SubscriptionBody)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -83,7 +83,7 @@ pub async fn show(
 }
 
 /// `PATCH /api/admin/subscriptions/{id}` with a JSON Merge Patch → `{"subscription"}`.
-#[utoipa::path(patch, path = "/api/admin/subscriptions/{id}", tag = "admin", operation_id = "updateSubscription", params(("id" = String, Path, description = "The subscription id")),
+#[utoipa::path(patch, path = "/api/admin/subscriptions/{id}", tag = "admin", operation_id = "updateSubscription",
     request_body(content = serde_json::Value, content_type = "application/merge-patch+json",
         description = "A JSON Merge Patch (RFC 7396) of the subscription document; `null` removes a member. What a read shows may be sent back: derived members, `passwordSet` and `***` header values are ignored"),
     responses((status = 200, description = "The changed subscription", body = SubscriptionBody)))]
@@ -106,7 +106,7 @@ pub async fn update(
 
 /// `POST /api/admin/subscriptions/{id}/activate` → `{"subscription"}`; it gets events
 /// from now on.
-#[utoipa::path(post, path = "/api/admin/subscriptions/{id}/activate", tag = "admin", operation_id = "activateSubscription", params(("id" = String, Path, description = "The subscription id")),
+#[utoipa::path(post, path = "/api/admin/subscriptions/{id}/activate", tag = "admin", operation_id = "activateSubscription",
     responses((status = 200, description = "The active subscription", body = SubscriptionBody)))]
 pub async fn activate(
     State(state): State<AppState>,
@@ -117,7 +117,7 @@ pub async fn activate(
 
 /// `POST /api/admin/subscriptions/{id}/deactivate` → `{"subscription"}`; it gets
 /// nothing more, and its pending deliveries are listed as exhausted.
-#[utoipa::path(post, path = "/api/admin/subscriptions/{id}/deactivate", tag = "admin", operation_id = "deactivateSubscription", params(("id" = String, Path, description = "The subscription id")),
+#[utoipa::path(post, path = "/api/admin/subscriptions/{id}/deactivate", tag = "admin", operation_id = "deactivateSubscription",
     responses((status = 200, description = "The inactive subscription", body = SubscriptionBody)))]
 pub async fn deactivate(
     State(state): State<AppState>,
@@ -142,7 +142,7 @@ async fn set_active(
 /// `POST /api/admin/subscriptions/{id}/rotate-secret`, optional body
 /// `{"secret": "whsec_…"}` → 200 `{"subscription", "secret"}`; the old secret keeps
 /// signing beside the new one for 24 hours.
-#[utoipa::path(post, path = "/api/admin/subscriptions/{id}/rotate-secret", tag = "admin", operation_id = "rotateSubscriptionSecret", params(("id" = String, Path, description = "The subscription id")),
+#[utoipa::path(post, path = "/api/admin/subscriptions/{id}/rotate-secret", tag = "admin", operation_id = "rotateSubscriptionSecret",
     request_body(content = Option<NewSecret>, content_type = "application/json",
         description = "Optional: the new secret; without one (or with `generate`) one is generated"),
     responses((status = 200, description = "The new secret, shown only here", body = SubscriptionBody)))]
@@ -181,7 +181,7 @@ pub async fn rotate_secret(
 
 /// `DELETE /api/admin/subscriptions/{id}` → 204; its pending deliveries and its log
 /// go with it, the pool is untouched.
-#[utoipa::path(delete, path = "/api/admin/subscriptions/{id}", tag = "admin", operation_id = "deleteSubscription", params(("id" = String, Path, description = "The subscription id")),
+#[utoipa::path(delete, path = "/api/admin/subscriptions/{id}", tag = "admin", operation_id = "deleteSubscription",
     responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -201,7 +201,7 @@ pub async fn delete(
 /// `GET /api/admin/subscriptions/{id}/deliveries?limit=&cursor=` →
 /// `{"entries","nextCursor"}`: one entry per attempt, newest first, 30 days.
 #[utoipa::path(get, path = "/api/admin/subscriptions/{id}/deliveries", tag = "admin", operation_id = "listSubscriptionDeliveries",
-    params(("id" = String, Path, description = "The subscription id"), LogPage),
+    params(LogPage),
     responses((status = 200, description = "One page of the delivery log, newest first", body = Page<DeliveryEntry>)))]
 pub async fn deliveries(
     State(state): State<AppState>,
@@ -221,7 +221,6 @@ pub async fn deliveries(
 /// `{"delivery"}`: the delivery is sent again now, with its message id and a fresh
 /// allowance of retries.
 #[utoipa::path(post, path = "/api/admin/subscriptions/{id}/deliveries/{delivery}/resend", tag = "admin", operation_id = "resendSubscriptionDelivery",
-    params(("id" = String, Path, description = "The subscription id"), ("delivery" = String, Path, description = "The delivery's id, from the delivery log")),
     responses((status = 202, description = "Queued to be sent now", body = ResentBody)))]
 pub async fn resend(
     State(state): State<AppState>,

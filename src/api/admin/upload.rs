@@ -44,7 +44,7 @@ pub struct ImportBody {
 
 /// `POST /api/admin/connectors/{id}/upload` → 200 `{"import": {…}}`.
 #[utoipa::path(post, path = "/api/admin/connectors/{id}/upload", tag = "admin", operation_id = "uploadConnectorFile",
-    params(("id" = String, Path, description = "The connector id"), FileQuery),
+    params(FileQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "The file as the raw body, or `multipart/form-data` with the field `file`"),
     responses((status = 200, description = "Imported and applied", body = ImportBody)))]

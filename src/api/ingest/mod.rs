@@ -140,14 +140,10 @@ pub async fn webhook_direct(
 /// `POST /api/webhook/{stream}` and `…/batch`, with the key in a header or the URL.
 /// (The OpenAPI description lists the `/batch` and key-in-URL twins beside this one.)
 #[utoipa::path(post, path = "/api/webhook/{stream}", tag = "ingest", operation_id = "pushWebhook",
-    params(("stream" = String, Path, description = "The stream; it must be the ingest key's connector's"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters; a repeat within the connector's window is answered as the first was, and not processed again"),
-        ("X-Item-Key" = Option<String>, Header, description = "The (dotted) field whose value identifies each item; default the connector's `itemKey`, else the item's position")),
     request_body(content = serde_json::Value, content_type = "application/json",
         description = "One JSON object (one item) or an array of objects (many items); free-form: the items' fields are whatever the sender sends"),
     responses(
         (status = 202, description = "Durably on disk", body = AcceptedBody),
-        (status = 200, description = "Durably on disk (a connector set to `successStatus: 200`)", body = AcceptedBody),
     ))]
 pub async fn webhook(
     State(state): State<AppState>,
@@ -158,9 +154,6 @@ pub async fn webhook(
 
 /// `POST /api/webhook/{stream}/bulk`, with the key in a header or the URL.
 #[utoipa::path(post, path = "/api/webhook/{stream}/bulk", tag = "ingest", operation_id = "pushBulk",
-    params(("stream" = String, Path, description = "The stream; it must be the ingest key's connector's"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters; a repeat within the connector's window is answered as the first was, and not processed again"),
-        ("X-Item-Key" = Option<String>, Header, description = "The (dotted) field whose value identifies each item; default the connector's `itemKey`, else the item's position")),
     request_body(description = "Up to 64 MiB, parsed as it arrives: NDJSON (one object a line) or `{\"items\":[…]}` / `{\"signals\":[…]}`",
         content(
             (serde_json::Value = "application/json"),
@@ -168,7 +161,6 @@ pub async fn webhook(
         )),
     responses(
         (status = 202, description = "The valid items are durably on disk", body = BulkBody),
-        (status = 200, description = "As 202, for a connector set to `successStatus: 200`", body = BulkBody),
     ))]
 pub async fn bulk(
     State(state): State<AppState>,
@@ -179,11 +171,9 @@ pub async fn bulk(
 
 /// `POST /api/ingest`.
 #[utoipa::path(post, path = "/api/ingest", tag = "ingest", operation_id = "ingest",
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters; a repeat within the connector's window is answered as the first was, and not processed again")),
     request_body(content = items::IngestBody, content_type = "application/json"),
     responses(
         (status = 202, description = "Durably on disk", body = AcceptedBody),
-        (status = 200, description = "Durably on disk (a connector set to `successStatus: 200`)", body = AcceptedBody),
     ))]
 pub async fn ingest_api(
     State(state): State<AppState>,
