@@ -48,8 +48,9 @@ impl ValidationError {
 }
 
 /// Reads an admin document (`what`: "a connector", "a subscription") into `T`, naming
-/// the field a refusal is about; validating it is the caller's.
-fn read_document<T: serde::de::DeserializeOwned>(
+/// the field a refusal is about; validating it is the caller's. Only a JSON object is
+/// one: serde would also read a struct from an array of its members' values.
+pub fn read_document<T: serde::de::DeserializeOwned>(
     document: serde_json::Value,
     what: &str,
 ) -> Result<T, ValidationError> {

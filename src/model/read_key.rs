@@ -38,6 +38,14 @@ pub struct ReadKeySpec {
     pub streams: Option<Vec<StreamName>>,
 }
 
+impl ReadKeySpec {
+    /// Parses a read key document: a JSON object (serde alone would also take the
+    /// array form `["name"]`).
+    pub fn from_json(document: serde_json::Value) -> Result<Self, ValidationError> {
+        super::read_document(document, "a read key")
+    }
+}
+
 impl ReadKey {
     /// A new read key record for `spec`, with the key id of its credential.
     pub fn new(

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use crate::api::{json_body, AppState};
 use crate::auth::{Credential, KeyKind};
 use crate::http::ApiError;
-use crate::model::{ReadKey, ReadKeySpec, ValidationError};
+use crate::model::{ReadKey, ReadKeySpec};
 use crate::store::StoreError;
 
 /// `POST /api/admin/read-keys` `{"name","streams"?}` → 201 `{"readKey","key"}`; the key
@@ -24,8 +24,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<ReadKeyIssued>), ApiError> {
-    let spec: ReadKeySpec = serde_path_to_error::deserialize(json_body(&headers, &body)?)
-        .map_err(|e| ValidationError::field(&e.path().to_string(), e.into_inner()))?;
+    let spec = ReadKeySpec::from_json(json_body(&headers, &body)?)?;
     let now = Timestamp::now();
     let credential = Credential::generate(KeyKind::Read);
     let read_key = ReadKey::new(spec, credential.key_id().to_owned(), now)?;

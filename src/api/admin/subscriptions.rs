@@ -14,8 +14,8 @@ use super::{LogPage, Page};
 use crate::api::{json_body, AppState};
 use crate::http::ApiError;
 use crate::model::{
-    delivery_seq, generate_secret, Delivery, DeliveryEntry, DeliveryState, EventCode, Secret,
-    Subscription, SubscriptionSpec, SubscriptionView, ValidationError,
+    delivery_seq, generate_secret, read_document, Delivery, DeliveryEntry, DeliveryState,
+    EventCode, Secret, Subscription, SubscriptionSpec, SubscriptionView, ValidationError,
 };
 use crate::store::StoreError;
 
@@ -155,10 +155,11 @@ pub async fn rotate_secret(
     let secret = if body.is_empty() {
         generate_secret()
     } else {
-        let asked: Option<NewSecret> =
-            serde_path_to_error::deserialize(json_body(&headers, &body)?)
-                .map_err(|e| ValidationError::field(&e.path().to_string(), e.into_inner()))?;
-        match asked.and_then(|asked| asked.secret) {
+        let asked = match json_body(&headers, &body)? {
+            Value::Null => None,
+            document => read_document::<NewSecret>(document, "a new secret")?.secret,
+        };
+        match asked {
             None => generate_secret(),
             Some(given) if given == GENERATE => generate_secret(),
             Some(given) => {
