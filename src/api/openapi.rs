@@ -473,6 +473,22 @@ mod tests {
             .collect();
         let routed: BTreeSet<&str> = ROUTES.into_iter().collect();
         assert_eq!(described, routed);
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            let templated: BTreeSet<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for (method, operation) in item.as_object().expect("operations") {
+                let declared: BTreeSet<&str> = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                assert_eq!(declared, templated, "{method} {path}");
+            }
+        }
     }
 
     #[test]
