@@ -611,14 +611,16 @@ async fn generated_and_rotated_secrets_sign_and_the_old_one_keeps_signing() {
         )
         .await;
     assert_eq!(chosen.body["secret"], given);
-    let bad = server
-        .admin(
-            Method::POST,
-            &format!("/api/admin/subscriptions/{id}/rotate-secret"),
-            Some(&json!({"secret": "plain"})),
-        )
-        .await;
-    assert_error(&bad, StatusCode::BAD_REQUEST, "INVALID_PAYLOAD");
+    for bad in [json!({"secret": "plain"}), json!([given])] {
+        let refused = server
+            .admin(
+                Method::POST,
+                &format!("/api/admin/subscriptions/{id}/rotate-secret"),
+                Some(&bad),
+            )
+            .await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, "INVALID_PAYLOAD");
+    }
 }
 
 #[tokio::test]

@@ -352,14 +352,13 @@ async fn a_read_key_reads_its_streams_and_nothing_else() {
         "{listed}"
     );
 
-    let nameless = server
-        .admin(
-            Method::POST,
-            "/api/admin/read-keys",
-            Some(&json!({"streams": ["sales"]})),
-        )
-        .await;
-    assert_error(&nameless, StatusCode::BAD_REQUEST, "INVALID_PAYLOAD");
+    // Nameless, and the array form serde alone would read as the document's members.
+    for bad in [json!({"streams": ["sales"]}), json!(["Lobby 3", ["sales"]])] {
+        let refused = server
+            .admin(Method::POST, "/api/admin/read-keys", Some(&bad))
+            .await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, "INVALID_PAYLOAD");
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 pub mod admin;
 mod in_flight;
 pub mod ingest;
+pub mod openapi;
 pub mod ops;
 pub mod read;
 

@@ -6,32 +6,55 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiff::Timestamp;
-use serde_json::{json, Value};
+use serde::Serialize;
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
 use super::{bearer_token, AppState, Services};
 use crate::http::{ApiError, ClientAddr};
 use crate::metrics::{self, StoreFigures};
 use crate::store::{Store, StoreError};
 
+/// The body of `/healthz` and `/readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    #[schema(value_type = String, pattern = "^(ok|ready)$")]
+    pub status: &'static str,
+}
+
 /// `GET /healthz`: the process is up and answering.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// `GET /readyz`: the store is open, accepted writes are being applied (those the
 /// journal held at start included) and the server is not shutting down, so new work
 /// will be taken and reads show every acknowledged write.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "Ready for work", body = Health),
+    (status = 503, description = "Replaying the journal, the store failing, or shutting down"),
+))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     if state.shutdown.is_cancelled() {
         return Err(ApiError::unavailable("shutting down"));
     }
     state.ingest.ready()?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Health { status: "ready" }))
 }
 
 /// `GET /metrics`: what the server counts, in OpenMetrics text (see [`crate::metrics`]);
 /// with `metrics_token_file` configured, only for a bearer of that token.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    security((), ("metricsToken" = [])),
+    responses(
+        (status = 200, description = "OpenMetrics text",
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "A metrics token is configured and was not presented"),
+        (status = 429, description = "Too many failed authentications from this address"),
+    ))]
 pub async fn metrics(
     State(state): State<AppState>,
     request: Request,

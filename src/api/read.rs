@@ -13,15 +13,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures_util::Stream;
 use jiff::Timestamp;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{presented_token, AppState, QueryKey};
 use crate::auth::KeyKind;
 use crate::http::{ApiError, ClientAddr};
 use crate::ingest::StreamChanges;
-use crate::model::{Change, ChangeKind, ReadKey, StreamName, UpsertMode, Write};
+use crate::model::{Change, ChangeKind, Item, ReadKey, StreamName, UpsertMode, Write};
 use crate::store::{Accepted, Store};
 use crate::ui::SessionUse;
 
@@ -112,36 +113,79 @@ impl Reader {
     }
 }
 
+/// The body of `GET /api/streams`.
+#[derive(Serialize, ToSchema)]
+pub struct StreamList {
+    /// The streams the caller may read, by name.
+    pub streams: Vec<StreamSummary>,
+}
+
+/// One stream in [`StreamList`].
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamSummary {
+    /// The stream's name.
+    pub name: StreamName,
+    /// Items it holds.
+    pub item_count: u64,
+    /// When it last changed; null if never.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub updated_at: Option<Timestamp>,
+}
+
 /// `GET /api/streams` → `{"streams":[{"name","itemCount","updatedAt"}]}`.
+#[utoipa::path(get, path = "/api/streams", tag = "read", operation_id = "listStreams",
+    responses((status = 200, description = "The streams the caller may read", body = StreamList)))]
 pub async fn streams(
     State(state): State<AppState>,
     reader: Reader,
-) -> Result<Json<Value>, ApiError> {
-    let streams: Vec<Value> = state
+) -> Result<Json<StreamList>, ApiError> {
+    let streams = state
         .store
         .streams()?
         .into_iter()
         .filter(|(name, _)| reader.check(name.as_str()).is_ok())
-        .map(|(name, stats)| json!({"name": name, "itemCount": stats.item_count, "updatedAt": stats.updated_at}))
+        .map(|(name, stats)| StreamSummary {
+            name,
+            item_count: stats.item_count,
+            updated_at: stats.updated_at,
+        })
         .collect();
-    Ok(Json(json!({"streams": streams})))
+    Ok(Json(StreamList { streams }))
 }
 
 /// Query of the items listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Items per page: default 100, larger values are clamped to 1000.
+    #[param(minimum = 0)]
     limit: Option<usize>,
+    /// The `nextCursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// The body of `GET /api/streams/{stream}/items`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemPage {
+    /// Items in id order.
+    pub items: Vec<Item>,
+    /// The cursor of the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/streams/{stream}/items?limit=&cursor=` → `{"items","nextCursor"}`, in id
 /// order; `nextCursor` is null on the last page.
+#[utoipa::path(get, path = "/api/streams/{stream}/items", tag = "read", operation_id = "listItems",
+    params(Page),
+    responses((status = 200, description = "One page of items", body = ItemPage)))]
 pub async fn items(
     State(state): State<AppState>,
     reader: Reader,
     Path(stream): Path<String>,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ItemPage>, ApiError> {
     reader.check(&stream)?;
     known_stream(&state.store, &stream)?;
     let limit = page.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
@@ -155,25 +199,33 @@ pub async fn items(
     } else {
         None
     };
-    Ok(Json(json!({"items": items, "nextCursor": next})))
+    Ok(Json(ItemPage {
+        items,
+        next_cursor: next,
+    }))
 }
 
 /// `GET /api/streams/{stream}/items/{id}` → the item.
+#[utoipa::path(get, path = "/api/streams/{stream}/items/{id}", tag = "read", operation_id = "getItem",
+    responses((status = 200, description = "The item", body = Item)))]
 pub async fn item(
     State(state): State<AppState>,
     reader: Reader,
     Path((stream, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Item>, ApiError> {
     reader.check(&stream)?;
     let item = state
         .store
         .item(&stream, &id)?
         .ok_or_else(|| unknown_item(&stream, &id))?;
-    Ok(Json(json!(item)))
+    Ok(Json(item))
 }
 
 /// `DELETE /api/streams/{stream}/items/{id}` (admin token) → 204 once the deletion is
 /// applied, in order with the stream's other writes.
+#[utoipa::path(delete, path = "/api/streams/{stream}/items/{id}", tag = "read", operation_id = "deleteItem",
+    security(("adminToken" = [])),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_item(
     State(state): State<AppState>,
     reader: Reader,
@@ -209,6 +261,12 @@ pub async fn delete_item(
 /// `GET /api/streams/{stream}/events`: Server-Sent Events of the stream's changes.
 /// `Last-Event-ID` resumes without gaps while the change log still holds that id;
 /// otherwise the stream opens with `event: reset` and the client reloads.
+#[utoipa::path(get, path = "/api/streams/{stream}/events", tag = "read", operation_id = "streamEvents",
+    security(("adminToken" = []), ("readKey" = []), ("readKeyQuery" = [])),
+    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this change id"),
+        ("key" = Option<String>, Query, description = "A read key, for EventSource, which cannot set headers")),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+        description = "Server-Sent Events: `item.created`, `item.updated`, `item.deleted` (data `{\"stream\",\"itemId\",\"version\",\"fields\"?}`), or `reset`")))]
 pub async fn events(
     State(state): State<AppState>,
     EventsReader(reader): EventsReader,

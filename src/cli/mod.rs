@@ -88,7 +88,10 @@ requests, synced before each 202, deleted once applied) and db/ (the store).
 The web UI is served at / on the same listeners (https://<host>:8443/): sign in with the
 admin token for Data Sources, the new-connector wizard, the Explorer and Webhooks.
 
-SIGTERM or SIGINT: stop accepting, finish requests in flight, flush, exit 0.";
+SIGTERM or SIGINT: stop accepting, finish requests in flight, flush, exit 0.
+
+GET /api/openapi.json (no credential) describes every endpoint in OpenAPI 3.1, to
+generate clients from; /healthz, /readyz and /metrics are the probes and metrics.";
 
 #[derive(Debug, Subcommand)]
 enum Command {

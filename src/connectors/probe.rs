@@ -8,6 +8,7 @@ use std::time::Instant;
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::file::{self, Fetched, FileError};
 use super::sql::{self, SqlError};
@@ -39,7 +40,7 @@ pub enum ProbeError {
 }
 
 /// What a test found, as the admin API answers it under `"test"`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TestReport {
     /// Always true: a failed test is an error answer instead.
@@ -63,21 +64,23 @@ pub struct TestReport {
 }
 
 /// A field and the JSON type its values have.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FieldType {
     /// The field's name in the pool (after flattening and mapping).
     pub name: String,
     /// `string`, `number`, `boolean`, `array`, or `null` when every sample value is null.
     #[serde(rename = "type")]
+    #[schema(value_type = String, pattern = "^(string|number|boolean|array|object|null)$")]
     pub kind: &'static str,
 }
 
 /// One item as a poll would store it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SampleItem {
     /// Its item id.
     pub id: String,
-    /// Its fields.
+    /// Its fields: free-form, as the source holds them (flattened, mapped).
+    #[schema(value_type = Object)]
     pub fields: Fields,
 }
 

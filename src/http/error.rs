@@ -17,8 +17,10 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
 use tracing::Instrument;
+use utoipa::ToSchema;
 
 use super::ClientAddr;
 use crate::auth::Credential;
@@ -296,8 +298,34 @@ fn logged_path(path: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{}{shown}{}", &path[..start], &path[end..]))
 }
 
+/// Every error answer's body (SPEC §3.1): `{"error":{"code","message","requestId"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong.
+    pub error: ErrorDetail<'a>,
+}
+
+/// The contents of an [`ErrorBody`].
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail<'a> {
+    /// A stable code for scripts, e.g. `INVALID_PAYLOAD`, `UNAUTHORIZED`, `NOT_FOUND`.
+    pub code: &'a str,
+    /// What went wrong, for people.
+    pub message: &'a str,
+    /// The request's id, also in the `X-Request-Id` header: quote it when asking why.
+    #[schema(pattern = "^req_[0-9a-f]{16,}$")]
+    pub request_id: &'a str,
+}
+
 fn with_body(response: Response, error: &ApiError, id: &RequestId) -> Response {
-    let body = json!({"error": {"code": error.code, "message": error.message, "requestId": id.0}});
+    let body = json!(ErrorBody {
+        error: ErrorDetail {
+            code: error.code,
+            message: &error.message,
+            request_id: &id.0,
+        },
+    });
     let (mut parts, _) = response.into_parts();
     parts.headers.insert(
         header::CONTENT_TYPE,

@@ -13,7 +13,7 @@ pub mod tls;
 use std::net::IpAddr;
 
 pub use body::{body_failure, declared_length, read_limited, unreadable};
-pub use error::{ApiError, RequestId};
+pub use error::{ApiError, ErrorBody, ErrorDetail, RequestId};
 pub use forwarded::{ForwardedError, ProxyNet, TrustedProxies};
 pub use listener::{serve, Connections};
 pub use router::Routes;

@@ -19,7 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use super::body::{read_limited, Pace, TimedBody};
 use super::error::{in_context, request_context};
 use super::{ApiError, ClientAddr};
-use crate::api::{admin, ingest, ops, read, AppState};
+use crate::api::{admin, ingest, openapi, ops, read, AppState};
 use crate::ui;
 
 /// Largest admin API body: connector documents are a few KiB.
@@ -157,6 +157,7 @@ fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/webhook/{stream}", post(ingest::webhook))
         .route("/api/webhook/{stream}/batch", post(ingest::webhook))
         .route("/api/webhook/{stream}/bulk", post(ingest::bulk))

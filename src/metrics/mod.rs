@@ -21,7 +21,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::model::{ConnectorType, DeliveryState};
 pub use histogram::Histogram;
-pub use requests::{Requests, RouteId};
+pub use requests::{Requests, RouteId, ROUTES, WEB_UI_ROUTES};
 
 /// The `Content-Type` of `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -11,8 +11,9 @@ use prometheus_client::metrics::MetricType;
 
 /// The router's route templates, which are the `route` label's values: a bounded set,
 /// whatever paths clients send. Every route of the router belongs here; a path none of
-/// them matches (answered 404) is counted as [`OTHER_ROUTE`].
-const ROUTES: [&str; 36] = [
+/// them matches (answered 404) is counted as [`OTHER_ROUTE`]. `/api/openapi.json`
+/// describes exactly these but [`WEB_UI_ROUTES`] (its tests compare the two).
+pub const ROUTES: [&str; 37] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -49,7 +50,13 @@ const ROUTES: [&str; 36] = [
     "/api/ui/session",
     "/",
     "/assets/{file}",
+    "/api/openapi.json",
 ];
+
+/// The routes of [`ROUTES`] that belong to the embedded web UI (its session, pages and
+/// assets): the UI's own plumbing, not API for clients, so `/api/openapi.json` leaves
+/// them out.
+pub const WEB_UI_ROUTES: [&str; 3] = ["/api/ui/session", "/", "/assets/{file}"];
 
 /// The `route` of a request whose path matches no route.
 const OTHER_ROUTE: &str = "other";

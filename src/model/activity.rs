@@ -11,7 +11,7 @@ use super::{Connector, ConnectorState};
 pub const DEFAULT_PUSH_IDLE_SECONDS: u64 = 900;
 
 /// Severity of a log entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Normal operation.
@@ -23,10 +23,11 @@ pub enum LogLevel {
 }
 
 /// One line of a connector's log, as `GET …/connectors/{id}/logs` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogEntry {
     /// When it happened (for aggregated entries, when the period ended).
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// Its severity.
     pub level: LogLevel,

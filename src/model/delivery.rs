@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{Change, Connector, EventCode};
 
 /// Where a delivery stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
     /// Waiting in the outbox for its next attempt.
@@ -183,7 +183,7 @@ fn path(segments: &[&str]) -> String {
 }
 
 /// One attempt in a subscription's delivery log (SPEC §1.2).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryEntry {
     /// The delivery's id (the same on each of its attempts), for resending it.
@@ -193,6 +193,7 @@ pub struct DeliveryEntry {
     /// What happened.
     pub event_code: EventCode,
     /// When the attempt started.
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// Its number, from 1.
     pub attempt: u32,
@@ -207,6 +208,7 @@ pub struct DeliveryEntry {
     pub outcome: DeliveryState,
     /// When the next attempt is due, for a pending one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub next_attempt_at: Option<Timestamp>,
 }
 

@@ -18,16 +18,19 @@ pub const MAX_FIELDS: usize = 1000;
 pub const MAX_ITEM_ID_BYTES: usize = 256;
 
 /// One record of a stream, as the read API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Item {
     /// The item id, unique within its stream.
     pub id: String,
-    /// Its fields.
+    /// Its fields: free-form by design, whatever the sources sent, as flattened names
+    /// (nested objects become dotted names) to any JSON value.
+    #[schema(value_type = Object)]
     pub fields: Fields,
     /// Grows by one on every change.
     pub version: u64,
     /// When it last changed.
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
     /// The connector that last wrote it.
     pub connector_id: String,

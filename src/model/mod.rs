@@ -12,17 +12,19 @@ mod read_key;
 mod secret;
 mod stream;
 mod subscription;
+mod view;
 
 pub use activity::{ActivitySummary, LogEntry, LogLevel, DEFAULT_PUSH_IDLE_SECONDS};
 pub use connector::{
-    AfterProcessing, Connector, ConnectorSpec, ConnectorState, ConnectorType, Dedup, FileFormat,
-    FileSettings, FileSource, FolderSource, HmacAlgorithm, PushAuth, RateLimit, SecretHeader,
-    Settings, SignatureEncoding, SignedContent, Signing, SigningScheme, SqlDriver, SqlSettings,
-    TextEncoding, UpsertMode, UrlAuth, UrlSource,
+    AfterProcessing, Connector, ConnectorSpec, ConnectorState, ConnectorType, ConnectorView, Dedup,
+    FileFormat, FileSettings, FileSource, FolderSource, HmacAlgorithm, PushAuth, RateLimit,
+    SecretHeader, Settings, SignatureEncoding, SignedContent, Signing, SigningScheme, SqlDriver,
+    SqlSettings, TextEncoding, UpsertMode, UrlAuth, UrlSource,
 };
 pub use delivery::{delivery_id, delivery_seq, message_id, Delivery, DeliveryEntry, DeliveryState};
 pub use item::{
     flatten, item_id, map_fields, name_bytes, Change, ChangeKind, Fields, Item, Upsert, Write,
+    MAX_ITEM_ID_BYTES,
 };
 pub use merge_patch::merge_patch;
 pub use read_key::{ReadKey, ReadKeySpec};
@@ -30,7 +32,7 @@ pub use secret::Secret;
 pub use stream::StreamName;
 pub use subscription::{
     generate_secret, signing_key, BasicAuth, EventCode, Filter, RetryKind, RetryPolicy,
-    Subscription, SubscriptionSpec,
+    Subscription, SubscriptionSpec, SubscriptionView,
 };
 
 /// Why a document or value was refused; the message names the field and the rule.
@@ -46,8 +48,9 @@ impl ValidationError {
 }
 
 /// Reads an admin document (`what`: "a connector", "a subscription") into `T`, naming
-/// the field a refusal is about; validating it is the caller's.
-fn read_document<T: serde::de::DeserializeOwned>(
+/// the field a refusal is about; validating it is the caller's. Only a JSON object is
+/// one: serde would also read a struct from an array of its members' values.
+pub fn read_document<T: serde::de::DeserializeOwned>(
     document: serde_json::Value,
     what: &str,
 ) -> Result<T, ValidationError> {

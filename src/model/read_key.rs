@@ -10,7 +10,7 @@ use crate::ids;
 const MAX_NAME_CHARS: usize = 100;
 
 /// A read key as stored and shown (the key itself is shown once, at creation).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadKey {
     /// `r_` and 16 hex characters.
@@ -22,18 +22,28 @@ pub struct ReadKey {
     /// The public key id of its `rk_…` credential.
     pub key_id: String,
     /// When it was issued.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 
 /// `POST /api/admin/read-keys` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReadKeySpec {
-    /// See [`ReadKey::name`].
+    /// Display name: 1-100 characters, not only spaces, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// See [`ReadKey::streams`].
     #[serde(default)]
     pub streams: Option<Vec<StreamName>>,
+}
+
+impl ReadKeySpec {
+    /// Parses a read key document: a JSON object (serde alone would also take the
+    /// array form `["name"]`).
+    pub fn from_json(document: serde_json::Value) -> Result<Self, ValidationError> {
+        super::read_document(document, "a read key")
+    }
 }
 
 impl ReadKey {

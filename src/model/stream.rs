@@ -3,11 +3,15 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 use super::ValidationError;
 
 /// Longest stream name, in characters (SPEC §1).
 const MAX_LEN: usize = 64;
+/// The alphabet of a stream name as a regular expression, for the OpenAPI description.
+const PATTERN: &str = "^[a-z0-9][a-z0-9._-]*$";
 
 /// A validated stream name: 1–64 characters of `a-z 0-9 - _ .`, starting with a letter
 /// or digit. It appears in URLs, so the alphabet is kept URL-safe and lowercase.
@@ -45,6 +49,23 @@ impl From<StreamName> for String {
         name.0
     }
 }
+
+impl utoipa::PartialSchema for StreamName {
+    /// The rule [`StreamName::try_from`] enforces, as a pattern clients can check.
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_LEN))
+            .pattern(Some(PATTERN))
+            .description(Some(
+                "A stream name: 1-64 characters of a-z 0-9 - _ . starting with a letter or digit",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StreamName {}
 
 impl fmt::Display for StreamName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

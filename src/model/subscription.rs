@@ -13,7 +13,10 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{merge_patch, ChangeKind, Secret, StreamName, ValidationError};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+
+use super::{merge_patch, view, ChangeKind, Secret, StreamName, ValidationError};
 use crate::ids;
 
 /// Longest subscription name, in characters.
@@ -58,6 +61,10 @@ const RESERVED_HEADERS: [&str; 8] = [
 ];
 /// What a read shows instead of a static header's value.
 const MASK: &str = "***";
+/// Secrets inside the document shown as flags: where each sits (a JSON pointer to its
+/// parent object), its field, and the flag a read shows instead. (The signing secret
+/// always shows as `secretSet`, static header values as `***`.)
+const WRITE_ONLY: [(&str, &str, &str); 1] = [("/basicAuth", "password", "passwordSet")];
 /// Fields the server derives; a PATCH may repeat them from a read, and they are ignored.
 const DERIVED: [&str; 5] = [
     "id",
@@ -68,7 +75,7 @@ const DERIVED: [&str; 5] = [
 ];
 
 /// What a subscription can be told about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventCode {
     /// An item that did not exist was written.
     #[serde(rename = "item.created")]
@@ -121,8 +128,42 @@ impl From<ChangeKind> for EventCode {
     }
 }
 
+/// A subscription as the admin API shows it: [`Subscription::view`].
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct SubscriptionView(pub Value);
+
+impl utoipa::PartialSchema for SubscriptionView {
+    /// The document's schema with secrets as their flags, plus what
+    /// [`Subscription::view`] adds.
+    fn schema() -> RefOr<Schema> {
+        let timestamp = json!({"type": "string", "format": "date-time"});
+        let write_only: Vec<_> = WRITE_ONLY
+            .into_iter()
+            .chain([("", "secret", "secretSet")])
+            .collect();
+        view::read_view::<SubscriptionSpec>(
+            "A subscription as the admin API shows it: its document with secrets replaced by flags and header values by `***`, plus what the server assigned",
+            &write_only,
+            vec![
+                ("id", json!({"type": "string", "description": "`s_` and 16 hex characters"}), true),
+                ("secretSet", json!({"type": "boolean", "description": "Whether deliveries are signed; a read never shows the secret"}), true),
+                ("secretRotatedUntil", json!({"type": "string", "format": "date-time", "description": "Until when the rotated-out secret also signs"}), false),
+                ("createdAt", timestamp.clone(), true),
+                ("updatedAt", timestamp, true),
+            ],
+        )
+    }
+}
+
+impl utoipa::ToSchema for SubscriptionView {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        SubscriptionSpec::schemas(schemas);
+    }
+}
+
 /// Basic auth sent with every delivery.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BasicAuth {
     /// The user name; no `:`.
@@ -132,7 +173,7 @@ pub struct BasicAuth {
 }
 
 /// How retries are spaced.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RetryKind {
     /// Delays double from the interval, jittered.
@@ -143,7 +184,7 @@ pub enum RetryKind {
 }
 
 /// The retry policy document: `{"policy", "maxRetries"?, "intervalSeconds"?}`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Exponential (default) or fixed.
@@ -203,14 +244,17 @@ impl RetryPolicy {
 }
 
 /// The subscription document of SPEC §1.1, validated.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriptionSpec {
-    /// Display name.
+    /// Display name: 1-100 characters, not only spaces, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Where deliveries are POSTed: `http://` or `https://`.
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: String,
     /// What it is told about; at least one.
+    #[schema(min_items = 1)]
     pub events: Vec<EventCode>,
     /// Only changes of these streams; absent means every stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -481,9 +525,11 @@ impl Subscription {
     /// and timestamps.
     pub fn view(&self) -> Value {
         let mut doc = self.document();
-        if let Some(Value::Object(auth)) = doc.get_mut("basicAuth") {
-            if auth.remove("password").is_some() {
-                auth.insert("passwordSet".into(), Value::Bool(true));
+        for (parent, field, flag) in WRITE_ONLY {
+            if let Some(Value::Object(object)) = doc.pointer_mut(parent) {
+                if object.remove(field).is_some() {
+                    object.insert(flag.to_owned(), Value::Bool(true));
+                }
             }
         }
         if let Some(Value::Object(headers)) = doc.get_mut("headers") {

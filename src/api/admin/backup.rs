@@ -28,6 +28,9 @@ pub const BACKUP_MEDIA_TYPE: &str = "application/vnd.datapool.backup";
 const CHUNK_BYTES: usize = 256 * 1024;
 
 /// `GET /api/admin/backup` → 200 with the backup file as the body.
+#[utoipa::path(get, path = "/api/admin/backup", tag = "admin", operation_id = "downloadBackup",
+    responses((status = 200, description = "The backup file: store, key file, certificate and credentials (restore it with `datapool restore`)",
+        content_type = "application/vnd.datapool.backup", body = Vec<u8>)))]
 pub async fn backup(State(state): State<AppState>) -> Result<Response, ApiError> {
     state.ingest.caught_up().await?;
     let store = state.store.clone();

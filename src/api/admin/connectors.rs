@@ -6,28 +6,58 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use jiff::Timestamp;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::upload::{received, upload_settings, FileQuery};
-use super::LogPage;
+use super::{LogPage, Page};
 use crate::api::{json_body, AppState};
 use crate::auth::{Credential, KeyKind, KeyRecord};
+use crate::connectors::probe::TestReport;
 use crate::connectors::probe::{self, ProbeError};
 use crate::http::ApiError;
-use crate::model::{Connector, ConnectorSpec, LogLevel};
+use crate::model::{Connector, ConnectorSpec, ConnectorView, LogEntry, LogLevel};
 use crate::store::StoreError;
 
 /// Attempts at a read-modify-write before answering 409: another admin request
 /// changing the same connector at the same moment makes one attempt fail.
 const MODIFY_ATTEMPTS: usize = 3;
 
+/// A connector answer: `{"connector", "ingestKey"?}` (SPEC §1.2).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorBody {
+    /// The connector as stored, secrets shown as flags.
+    pub connector: ConnectorView,
+    /// The full ingest key, shown once: on create (webhook and api types) and rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest_key: Option<String>,
+}
+
+/// The body of `GET /api/admin/connectors`.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectorList {
+    /// Every connector.
+    pub connectors: Vec<ConnectorView>,
+}
+
+/// The body of `POST /api/admin/connectors/{id}/test`.
+#[derive(Serialize, ToSchema)]
+pub struct TestBody {
+    /// What the test found.
+    pub test: TestReport,
+}
+
 /// `POST /api/admin/connectors` → 201 `{"connector", "ingestKey"?}`; the key is shown
 /// here and never again.
+#[utoipa::path(post, path = "/api/admin/connectors", tag = "admin", operation_id = "createConnector",
+    request_body(content = ConnectorSpec, content_type = "application/json"),
+    responses((status = 201, description = "Created; the ingest key is shown only here", body = ConnectorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ConnectorBody>), ApiError> {
     let spec = ConnectorSpec::from_json(json_body(&headers, &body)?)?;
     let now = Timestamp::now();
     let key = spec
@@ -52,32 +82,40 @@ pub async fn create(
 }
 
 /// `GET /api/admin/connectors` → `{"connectors": […]}`.
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/admin/connectors", tag = "admin", operation_id = "listConnectors",
+    responses((status = 200, description = "Every connector", body = ConnectorList)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<ConnectorList>, ApiError> {
     let connectors = state
         .store
         .connectors()?
         .iter()
-        .map(|c| Ok(c.view(state.activity.state(c)?)))
-        .collect::<Result<Vec<Value>, StoreError>>()?;
-    Ok(Json(json!({"connectors": connectors})))
+        .map(|c| Ok(ConnectorView(c.view(state.activity.state(c)?))))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Json(ConnectorList { connectors }))
 }
 
 /// `GET /api/admin/connectors/{id}` → `{"connector"}`.
+#[utoipa::path(get, path = "/api/admin/connectors/{id}", tag = "admin", operation_id = "getConnector",
+    responses((status = 200, description = "The connector", body = ConnectorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectorBody>, ApiError> {
     let connector = load(&state, &id)?;
     Ok(Json(with_key(&state, &connector, None)?))
 }
 
 /// `PATCH /api/admin/connectors/{id}` with a JSON Merge Patch → `{"connector"}`.
+#[utoipa::path(patch, path = "/api/admin/connectors/{id}", tag = "admin", operation_id = "updateConnector",
+    request_body(content = serde_json::Value, content_type = "application/merge-patch+json",
+        description = "A JSON Merge Patch (RFC 7396) of the connector document; `null` removes a member. What a read shows may be sent back: derived members and `…Set` flags are ignored"),
+    responses((status = 200, description = "The changed connector", body = ConnectorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectorBody>, ApiError> {
     let patch = json_body(&headers, &body)?;
     let connector = modify(&state, &id, |current| {
         Ok((current.patched(&patch, Timestamp::now())?, None))
@@ -91,23 +129,31 @@ pub async fn update(
 }
 
 /// `POST /api/admin/connectors/{id}/enable` → `{"connector"}`.
+#[utoipa::path(post, path = "/api/admin/connectors/{id}/enable", tag = "admin", operation_id = "enableConnector",
+    responses((status = 200, description = "The enabled connector", body = ConnectorBody)))]
 pub async fn enable(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectorBody>, ApiError> {
     set_enabled(&state, &id, true).await
 }
 
 /// `POST /api/admin/connectors/{id}/disable` → `{"connector"}`; pushes then get 403
 /// and polls stop.
+#[utoipa::path(post, path = "/api/admin/connectors/{id}/disable", tag = "admin", operation_id = "disableConnector",
+    responses((status = 200, description = "The disabled connector", body = ConnectorBody)))]
 pub async fn disable(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectorBody>, ApiError> {
     set_enabled(&state, &id, false).await
 }
 
-async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Json<Value>, ApiError> {
+async fn set_enabled(
+    state: &AppState,
+    id: &str,
+    enabled: bool,
+) -> Result<Json<ConnectorBody>, ApiError> {
     let connector = modify(state, id, |current| {
         Ok((
             current.changed(Timestamp::now(), |spec| spec.enabled = enabled),
@@ -129,10 +175,12 @@ async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Json<V
 
 /// `POST /api/admin/connectors/{id}/rotate-key` → `{"connector", "ingestKey"}`; the
 /// old key stops working in the same transaction that stores the new one.
+#[utoipa::path(post, path = "/api/admin/connectors/{id}/rotate-key", tag = "admin", operation_id = "rotateConnectorKey",
+    responses((status = 200, description = "The new ingest key, shown only here", body = ConnectorBody)))]
 pub async fn rotate_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectorBody>, ApiError> {
     let mut issued = None;
     let connector = modify(&state, &id, |current| {
         if !current.spec.kind.is_push() {
@@ -161,6 +209,8 @@ pub async fn rotate_key(
 
 /// `DELETE /api/admin/connectors/{id}` → 204; its ingest key stops working, and its
 /// log and activity go with it.
+#[utoipa::path(delete, path = "/api/admin/connectors/{id}", tag = "admin", operation_id = "deleteConnector",
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -181,12 +231,20 @@ pub async fn delete(
 /// "fields"}]}}`: fetches once as a poll would (also for a disabled connector) and
 /// writes nothing. An upload connector reads the file sent as for an upload. A failed
 /// fetch answers 502 `SOURCE_ERROR` with the classified reason; a bad uploaded file 400.
+#[utoipa::path(post, path = "/api/admin/connectors/{id}/test", tag = "admin", operation_id = "testConnector",
+    params(FileQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "For an upload connector only: the file to test, as for an upload (raw, or multipart/form-data with the field `file`)"),
+    responses(
+        (status = 200, description = "What a fetch would store; nothing is written", body = TestBody),
+        (status = 502, description = "The source failed (`SOURCE_ERROR`, with the classified reason)"),
+    ))]
 pub async fn test(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<FileQuery>,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TestBody>, ApiError> {
     let connector = load(&state, &id)?;
     let upload = match upload_settings(&connector) {
         Some(settings) => Some(received(settings, query, request).await?),
@@ -194,7 +252,7 @@ pub async fn test(
     };
     let uploaded = upload.is_some();
     match probe::test(&connector, upload).await {
-        Ok(report) => Ok(Json(json!({ "test": report }))),
+        Ok(report) => Ok(Json(TestBody { test: report })),
         Err(error @ ProbeError::NotTestable { .. }) => Err(ApiError::conflict(error.to_string())),
         Err(error @ (ProbeError::NoFile | ProbeError::File(_))) if uploaded => {
             Err(ApiError::invalid_payload(error.to_string()))
@@ -239,12 +297,11 @@ fn with_key(
     state: &AppState,
     connector: &Connector,
     key: Option<&Credential>,
-) -> Result<Value, ApiError> {
-    let mut body = json!({"connector": connector.view(state.activity.state(connector)?)});
-    if let Some(key) = key {
-        body["ingestKey"] = json!(key.expose());
-    }
-    Ok(body)
+) -> Result<ConnectorBody, ApiError> {
+    Ok(ConnectorBody {
+        connector: ConnectorView(connector.view(state.activity.state(connector)?)),
+        ingest_key: key.map(|key| key.expose().to_owned()),
+    })
 }
 
 fn unknown(id: &str) -> ApiError {
@@ -260,16 +317,20 @@ fn not_found_as(error: StoreError, id: &str) -> ApiError {
 
 /// `GET /api/admin/connectors/{id}/logs?limit=&cursor=` → `{"entries","nextCursor"}`,
 /// newest first.
+#[utoipa::path(get, path = "/api/admin/connectors/{id}/logs", tag = "admin", operation_id = "getConnectorLogs",
+    params(LogPage),
+    responses((status = 200, description = "One page of the log, newest first", body = Page<LogEntry>)))]
 pub async fn logs(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    axum::extract::Query(page): axum::extract::Query<LogPage>,
-) -> Result<Json<Value>, ApiError> {
+    Query(page): Query<LogPage>,
+) -> Result<Json<Page<LogEntry>>, ApiError> {
     load(&state, &id)?;
     state.activity.flush()?;
     let (before, limit) = page.parse()?;
     let (entries, next) = state.store.logs(&id, before.as_deref(), limit)?;
-    Ok(Json(
-        json!({"entries": entries, "nextCursor": next.map(hex::encode)}),
-    ))
+    Ok(Json(Page {
+        entries,
+        next_cursor: next.map(hex::encode),
+    }))
 }

@@ -11,6 +11,8 @@ pub mod upload;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{presented_token, AppState, QueryKey};
 use crate::auth::KeyKind;
@@ -52,10 +54,24 @@ const DEFAULT_LOG_PAGE: usize = 100;
 const MAX_LOG_PAGE: usize = 1000;
 
 /// Query of a log listing (connector logs, delivery logs): `?limit=&cursor=`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogPage {
+    /// Entries per page: default 100, larger values are clamped to 1000.
+    #[param(minimum = 0)]
     limit: Option<usize>,
+    /// The `nextCursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// One page of a log listing, newest first (SPEC §1.2).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    /// The entries, newest first.
+    pub entries: Vec<T>,
+    /// The cursor of the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 impl LogPage {

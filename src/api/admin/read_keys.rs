@@ -5,23 +5,26 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use jiff::Timestamp;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::api::{json_body, AppState};
 use crate::auth::{Credential, KeyKind};
 use crate::http::ApiError;
-use crate::model::{ReadKey, ReadKeySpec, ValidationError};
+use crate::model::{ReadKey, ReadKeySpec};
 use crate::store::StoreError;
 
 /// `POST /api/admin/read-keys` `{"name","streams"?}` → 201 `{"readKey","key"}`; the key
 /// is shown here only.
+#[utoipa::path(post, path = "/api/admin/read-keys", tag = "admin", operation_id = "createReadKey",
+    request_body(content = ReadKeySpec, content_type = "application/json"),
+    responses((status = 201, description = "Issued; the key is shown only here", body = ReadKeyIssued)))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let spec: ReadKeySpec = serde_path_to_error::deserialize(json_body(&headers, &body)?)
-        .map_err(|e| ValidationError::field(&e.path().to_string(), e.into_inner()))?;
+) -> Result<(StatusCode, Json<ReadKeyIssued>), ApiError> {
+    let spec = ReadKeySpec::from_json(json_body(&headers, &body)?)?;
     let now = Timestamp::now();
     let credential = Credential::generate(KeyKind::Read);
     let read_key = ReadKey::new(spec, credential.key_id().to_owned(), now)?;
@@ -33,16 +36,43 @@ pub async fn create(
     tracing::info!(read_key_id = %read_key.id, key_id = %read_key.key_id, "read key issued");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"readKey": read_key, "key": credential.expose()})),
+        Json(ReadKeyIssued {
+            key: credential.expose().to_owned(),
+            read_key,
+        }),
     ))
 }
 
+/// The body of `GET /api/admin/read-keys`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadKeyList {
+    /// Every read key (never the keys themselves).
+    pub read_keys: Vec<ReadKey>,
+}
+
+/// The body of `POST /api/admin/read-keys`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadKeyIssued {
+    /// The read key's record.
+    pub read_key: ReadKey,
+    /// The full key `rk_…`, shown only here.
+    pub key: String,
+}
+
 /// `GET /api/admin/read-keys` → `{"readKeys": […]}`.
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"readKeys": state.store.read_keys()?})))
+#[utoipa::path(get, path = "/api/admin/read-keys", tag = "admin", operation_id = "listReadKeys",
+    responses((status = 200, description = "Every read key", body = ReadKeyList)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<ReadKeyList>, ApiError> {
+    Ok(Json(ReadKeyList {
+        read_keys: state.store.read_keys()?,
+    }))
 }
 
 /// `DELETE /api/admin/read-keys/{id}` → 204; the key stops working at once.
+#[utoipa::path(delete, path = "/api/admin/read-keys/{id}", tag = "admin", operation_id = "deleteReadKey",
+    responses((status = 204, description = "Revoked")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::connectors::load;
 use crate::api::{content_type_essence, AppState};
-use crate::connectors::file::Fetched;
+use crate::connectors::file::{Fetched, Imported};
 use crate::connectors::PollError;
 use crate::http::{body_failure, read_limited, ApiError};
 use crate::model::{Connector, FileSettings, FileSource, LogLevel, Settings};
@@ -27,18 +28,32 @@ const MAX_NAME_CHARS: usize = 255;
 const UNNAMED: &str = "upload";
 
 /// Query of an upload or a test: the file's name, for the log and the answer.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FileQuery {
+    /// The file's name, for the log and the answer (a multipart part's own name wins).
     filename: Option<String>,
 }
 
+/// The body of an upload's answer.
+#[derive(Serialize, ToSchema)]
+pub struct ImportBody {
+    /// What the import did.
+    pub import: Imported,
+}
+
 /// `POST /api/admin/connectors/{id}/upload` → 200 `{"import": {…}}`.
+#[utoipa::path(post, path = "/api/admin/connectors/{id}/upload", tag = "admin", operation_id = "uploadConnectorFile",
+    params(FileQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The file as the raw body, or `multipart/form-data` with the field `file`"),
+    responses((status = 200, description = "Imported and applied", body = ImportBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<FileQuery>,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ImportBody>, ApiError> {
     let connector = load(&state, &id)?;
     let Some(settings) = upload_settings(&connector) else {
         return Err(ApiError::conflict(format!(
@@ -66,7 +81,7 @@ pub async fn upload(
             state
                 .activity
                 .note(&id, LogLevel::Info, "import", imported.summary());
-            Ok(Json(json!({ "import": imported })))
+            Ok(Json(ImportBody { import: imported }))
         }
         Err(PollError::File(error)) => {
             tracing::info!(connector_id = %id, file = %name, %error, "uploaded file refused");

@@ -14,13 +14,16 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use http_body_util::BodyExt;
 use jiff::Timestamp;
-use serde_json::{json, Value};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use utoipa::ToSchema;
 
 use super::idempotency::KeyGuard;
 use super::items::{value_item, ItemRules};
-use super::{accepted_body, idempotency, invalid_signature, success, write_for, PushRequest};
+use super::{
+    accepted_body, idempotency, invalid_signature, success, write_for, AcceptedBody, PushRequest,
+};
 use crate::api::{check_json_content_type, content_type_essence, AppState};
 use crate::auth::Verifier;
 use crate::http::{body_failure, declared_length, unreadable, ApiError, RequestId};
@@ -101,6 +104,31 @@ pub(super) async fn accept(
     Ok((success(connector, body), import.stored))
 }
 
+/// The 202 body of a bulk import (SPEC §3.3): the push routes' body, plus what was
+/// rejected.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkBody<'a> {
+    /// As for every push route; `itemsReceived` counts the items stored.
+    #[serde(flatten)]
+    pub accepted: AcceptedBody<'a>,
+    /// Items refused; the others are stored.
+    pub items_rejected: usize,
+    /// The first refused items, at most 100.
+    pub errors: Vec<RejectedItem>,
+}
+
+/// An item a bulk import refused.
+#[derive(Serialize, ToSchema)]
+pub struct RejectedItem {
+    /// The item's 0-based position (NDJSON: among non-blank lines).
+    pub index: usize,
+    /// `INVALID_PAYLOAD` or `PAYLOAD_TOO_LARGE`.
+    pub code: &'static str,
+    /// Why.
+    pub message: String,
+}
+
 /// Where the import's bytes come from.
 enum Source {
     /// An unsigned body, read as it arrives.
@@ -175,7 +203,7 @@ struct Import<'a> {
     /// Items in chunks already durable.
     stored: usize,
     rejected: usize,
-    errors: Vec<Value>,
+    errors: Vec<RejectedItem>,
     /// The journal sequence of the last chunk submitted.
     previous: Option<u64>,
     read: usize,
@@ -288,11 +316,14 @@ impl<'a> Import<'a> {
         }
     }
 
-    fn reject(&mut self, index: usize, code: &str, message: String) {
+    fn reject(&mut self, index: usize, code: &'static str, message: String) {
         self.rejected += 1;
         if self.errors.len() < MAX_REPORTED_ERRORS {
-            self.errors
-                .push(json!({"index": index, "code": code, "message": message}));
+            self.errors.push(RejectedItem {
+                index,
+                code,
+                message,
+            });
         }
     }
 
@@ -325,19 +356,23 @@ impl<'a> Import<'a> {
 
     /// Ends the body and commits the last chunk, releasing `claim` once it is
     /// committed; the 202 body.
-    async fn finish(
+    async fn finish<'r>(
         &mut self,
-        request_id: &RequestId,
+        request_id: &'r RequestId,
         claim: Option<KeyGuard>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<BulkBody<'r>, ApiError>
+    where
+        'a: 'r,
+    {
         let split = self.splitter.finish(&mut self.pieces);
         self.take_pieces();
         split.map_err(|e| self.broken(e))?;
         let items = self.stored + self.chunk.len();
-        let mut body = serde_json::to_value(accepted_body(request_id, self.connector, items))
-            .map_err(ApiError::internal)?;
-        body["itemsRejected"] = json!(self.rejected);
-        body["errors"] = Value::Array(std::mem::take(&mut self.errors));
+        let body = BulkBody {
+            accepted: accepted_body(request_id, self.connector, items),
+            items_rejected: self.rejected,
+            errors: std::mem::take(&mut self.errors),
+        };
         let idempotency = match self.key.take() {
             Some((key, digest)) => {
                 let digest = hex::encode(digest.finalize());

@@ -4,10 +4,14 @@
 use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::http::ApiError;
-use crate::model::{flatten, item_id, map_fields, Connector, Fields, Upsert};
+use crate::model::{flatten, item_id, map_fields, Connector, Fields, Upsert, MAX_ITEM_ID_BYTES};
 
 /// The connector's and the request's rules for turning source objects into items.
 pub(super) struct ItemRules<'a> {
@@ -116,26 +120,104 @@ pub(super) struct IngestDocument {
     pub deletes: Vec<String>,
 }
 
+/// A Data Ingest API request body (SPEC §3.2) as sent: explicit ids, nested fields.
+/// Unknown members are refused so a misspelt one is not silently ignored.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestBody {
+    /// The stream to write; it must be the ingest key's connector's.
+    stream: String,
+    /// Items to upsert.
+    #[serde(default)]
+    items: Option<Vec<IngestItem>>,
+    /// Ids of items to delete.
+    #[serde(default)]
+    delete: Option<Vec<RequestedId>>,
+}
+
+/// One item of an [`IngestBody`].
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestItem {
+    /// The item id.
+    id: RequestedId,
+    /// Its fields: free-form, nested objects are flattened to dotted names.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    fields: Option<Map<String, Value>>,
+    /// Stored as the field `name`.
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Value>,
+    /// Stored as the fields `tags.<key>`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    tags: Option<Map<String, Value>>,
+}
+
+/// An item id as a request carries it: a non-empty string or a number, at most 256
+/// bytes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum RequestedId {
+    /// A string id.
+    Text(String),
+    /// A number, whose text is the id.
+    Number(serde_json::Number),
+}
+
+impl PartialSchema for RequestedId {
+    /// The two forms; a number keeps its digits (a float its shortest text).
+    fn schema() -> RefOr<Schema> {
+        let text = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_ITEM_ID_BYTES));
+        let number = ObjectBuilder::new().schema_type(Type::Number);
+        OneOfBuilder::new()
+            .item(text)
+            .item(number)
+            .description(Some(
+                "An item id: a non-empty string or a number, at most 256 bytes",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for RequestedId {}
+
+impl RequestedId {
+    /// The id, or `None` when it is empty or too long.
+    fn checked(self) -> Option<String> {
+        item_id(&match self {
+            RequestedId::Text(text) => Value::String(text),
+            RequestedId::Number(number) => Value::Number(number),
+        })
+    }
+}
+
+/// A member that is present, even as `null` (which `Option` alone reads as absent).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
+
 /// Parses `{"stream","items":[{"id","fields","name"?,"tags"?}],"delete":[…]}`: explicit
 /// ids, nested fields flattened, `name` stored as the field `name` and `tags` as
-/// `tags.<key>`. Unknown members are refused so a misspelt one is not silently ignored.
+/// `tags.<key>`.
 pub(super) fn ingest_document(value: Value, rules: &ItemRules) -> Result<IngestDocument, ApiError> {
-    let Value::Object(mut document) = value else {
+    if !value.is_object() {
         return Err(ApiError::invalid_payload(
             "the body must be an object: {\"stream\", \"items\", \"delete\"}",
         ));
-    };
-    let stream = match document.remove("stream") {
-        Some(Value::String(stream)) => stream,
-        _ => return Err(ApiError::invalid_payload("\"stream\" must be a string")),
-    };
-    let items = array_member(&mut document, "items")?;
-    let deletes = array_member(&mut document, "delete")?;
-    if let Some(unknown) = document.keys().next() {
-        return Err(ApiError::invalid_payload(format!(
-            "unknown member {unknown:?}; a document has \"stream\", \"items\" and \"delete\""
-        )));
     }
+    let body: IngestBody = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid_payload(match path.as_str() {
+            "." => e.into_inner().to_string(),
+            _ => format!("{path}: {}", e.into_inner()),
+        })
+    })?;
+    let items = body.items.unwrap_or_default();
+    let deletes = body.delete.unwrap_or_default();
     if items.is_empty() && deletes.is_empty() {
         return Err(ApiError::invalid_payload(
             "nothing to do: \"items\" and \"delete\" are both empty",
@@ -150,10 +232,10 @@ pub(super) fn ingest_document(value: Value, rules: &ItemRules) -> Result<IngestD
         })
         .collect::<Result<_, _>>()?;
     let deletes = deletes
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, id)| {
-            item_id(id).ok_or_else(|| {
+            id.checked().ok_or_else(|| {
                 ApiError::invalid_payload(format!(
                     "delete[{index}]: an item id is a non-empty string or number of at most 256 bytes"
                 ))
@@ -161,52 +243,24 @@ pub(super) fn ingest_document(value: Value, rules: &ItemRules) -> Result<IngestD
         })
         .collect::<Result<_, _>>()?;
     Ok(IngestDocument {
-        stream,
+        stream: body.stream,
         upserts,
         deletes,
     })
 }
 
-/// An optional array member of the document (absent is empty).
-fn array_member(document: &mut Map<String, Value>, name: &str) -> Result<Vec<Value>, ApiError> {
-    match document.remove(name) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(values)) => Ok(values),
-        Some(_) => Err(ApiError::invalid_payload(format!(
-            "\"{name}\" must be an array"
-        ))),
-    }
-}
-
-/// One `{"id","fields"?,"name"?,"tags"?}` item.
-fn ingest_item(item: Value, rules: &ItemRules) -> Result<Upsert, String> {
-    let Value::Object(mut item) = item else {
-        return Err("an item is an object with \"id\" and \"fields\"".into());
-    };
+/// One `{"id","fields"?,"name"?,"tags"?}` item as the upsert it asks for.
+fn ingest_item(item: IngestItem, rules: &ItemRules) -> Result<Upsert, String> {
     let id = item
-        .remove("id")
-        .as_ref()
-        .and_then(item_id)
+        .id
+        .checked()
         .ok_or("\"id\" must be a non-empty string or number of at most 256 bytes")?;
-    let mut source = match item.remove("fields") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(fields)) => fields,
-        Some(_) => return Err("\"fields\" must be an object".into()),
-    };
-    if let Some(name) = item.remove("name") {
+    let mut source = item.fields.unwrap_or_default();
+    if let Some(name) = item.name {
         source.insert("name".into(), name);
     }
-    match item.remove("tags") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(tags)) => {
-            source.insert("tags".into(), Value::Object(tags));
-        }
-        Some(_) => return Err("\"tags\" must be an object".into()),
-    }
-    if let Some(unknown) = item.keys().next() {
-        return Err(format!(
-            "unknown member {unknown:?}; an item has \"id\", \"fields\", \"name\" and \"tags\""
-        ));
+    if let Some(tags) = item.tags {
+        source.insert("tags".into(), Value::Object(tags));
     }
     let fields = flatten(source).map_err(|e| e.to_string())?;
     Ok(Upsert {

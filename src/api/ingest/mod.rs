@@ -21,8 +21,11 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::Serialize;
+use utoipa::ToSchema;
 
+pub use bulk::{BulkBody, RejectedItem};
 pub use idempotency::KeysInFlight;
+pub use items::{IngestBody, IngestItem, RequestedId};
 
 use super::{check_json_content_type, parse_json, AppState};
 use crate::auth::{verify_signature, SignatureError, DEFAULT_RATE_LIMIT};
@@ -135,6 +138,13 @@ pub async fn webhook_direct(
 }
 
 /// `POST /api/webhook/{stream}` and `…/batch`, with the key in a header or the URL.
+/// (The OpenAPI description lists the `/batch` and key-in-URL twins beside this one.)
+#[utoipa::path(post, path = "/api/webhook/{stream}", tag = "ingest", operation_id = "pushWebhook",
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "One JSON object (one item) or an array of objects (many items); free-form: the items' fields are whatever the sender sends"),
+    responses(
+        (status = 202, description = "Durably on disk", body = AcceptedBody),
+    ))]
 pub async fn webhook(
     State(state): State<AppState>,
     request: PushRequest,
@@ -143,6 +153,15 @@ pub async fn webhook(
 }
 
 /// `POST /api/webhook/{stream}/bulk`, with the key in a header or the URL.
+#[utoipa::path(post, path = "/api/webhook/{stream}/bulk", tag = "ingest", operation_id = "pushBulk",
+    request_body(description = "Up to 64 MiB, parsed as it arrives: NDJSON (one object a line) or `{\"items\":[…]}` / `{\"signals\":[…]}`",
+        content(
+            (serde_json::Value = "application/json"),
+            (String = "application/x-ndjson"),
+        )),
+    responses(
+        (status = 202, description = "The valid items are durably on disk", body = BulkBody),
+    ))]
 pub async fn bulk(
     State(state): State<AppState>,
     request: PushRequest,
@@ -151,6 +170,11 @@ pub async fn bulk(
 }
 
 /// `POST /api/ingest`.
+#[utoipa::path(post, path = "/api/ingest", tag = "ingest", operation_id = "ingest",
+    request_body(content = items::IngestBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Durably on disk", body = AcceptedBody),
+    ))]
 pub async fn ingest_api(
     State(state): State<AppState>,
     request: PushRequest,
@@ -320,15 +344,20 @@ fn invalid_signature(error: SignatureError) -> ApiError {
 }
 
 /// The success body of the push routes (SPEC §3.1), members in name order.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct AcceptedBody<'a> {
-    /// Only for the ingest API, which also deletes.
+pub struct AcceptedBody<'a> {
+    /// Deletions received: only for the ingest API, which also deletes.
     #[serde(skip_serializing_if = "Option::is_none")]
     deletes_received: Option<usize>,
+    /// Items received (a bulk import: items stored).
     items_received: usize,
+    /// The request's id, as in `X-Request-Id`.
     request_id: &'a str,
+    /// Always `accepted`: the request is durably on disk.
+    #[schema(value_type = String, pattern = "^accepted$")]
     status: &'static str,
+    /// The stream written to.
     stream: &'a str,
 }
 

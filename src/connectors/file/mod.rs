@@ -86,7 +86,7 @@ pub struct Fetched {
 }
 
 /// What an import did, as the upload answer and the connector log tell it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Imported {
     /// The file's name.

@@ -24,7 +24,10 @@ pub use push::{
     Signing, SigningScheme,
 };
 
-use super::{merge_patch, StreamName, ValidationError, DEFAULT_PUSH_IDLE_SECONDS};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+
+use super::{merge_patch, view, StreamName, ValidationError, DEFAULT_PUSH_IDLE_SECONDS};
 use crate::ids;
 
 /// Longest connector name, in characters.
@@ -44,7 +47,7 @@ const WRITE_ONLY: [(&str, &str, &str); 4] = [
 const DERIVED: [&str; 3] = ["state", "createdAt", "updatedAt"];
 
 /// The four kinds of source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectorType {
     /// Pushed JSON on `/api/webhook/{stream}`.
@@ -75,7 +78,7 @@ impl ConnectorType {
 }
 
 /// How new data for an existing item is combined with what is stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UpsertMode {
     /// New fields overwrite, other fields stay.
@@ -86,7 +89,7 @@ pub enum UpsertMode {
 }
 
 /// Where a connector stands, as the Data Sources list shows it (SPEC §7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectorState {
     /// Data arrived within its idle window.
@@ -112,10 +115,12 @@ impl ConnectorState {
 }
 
 /// The connector document of SPEC §1.1, validated.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectorSpec {
-    /// Unique display name (compared without regard to case).
+    /// Unique display name (compared without regard to case): 1-100 characters, not
+    /// only spaces, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// The kind of source; fixed once created.
     #[serde(rename = "type")]
@@ -168,7 +173,7 @@ fn enabled_by_default() -> bool {
 }
 
 /// `settings` of a pull connector; which kind is told by the fields present.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Settings {
     /// A `sql` connector's settings.
@@ -304,6 +309,36 @@ impl ConnectorSpec {
                 "a file connector needs file settings: format and source",
             )),
         }
+    }
+}
+
+/// A connector as the admin API shows it: [`Connector::view`].
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct ConnectorView(pub Value);
+
+impl utoipa::PartialSchema for ConnectorView {
+    /// The document's schema with secrets as their flags, plus what [`Connector::view`]
+    /// adds.
+    fn schema() -> RefOr<Schema> {
+        let timestamp = json!({"type": "string", "format": "date-time"});
+        view::read_view::<ConnectorSpec>(
+            "A connector as the admin API shows it: its document with each secret replaced by a `…Set` flag and the connection string's password by `***`, plus what the server assigned",
+            &WRITE_ONLY,
+            vec![
+                ("id", json!({"type": "string", "description": "`c_` and 16 hex characters"}), true),
+                ("state", json!(ConnectorState::schema()), true),
+                ("createdAt", timestamp.clone(), true),
+                ("updatedAt", timestamp, true),
+                ("keyId", json!({"type": "string", "description": "The public id of the current ingest key (webhook and api connectors)"}), false),
+            ],
+        )
+    }
+}
+
+impl utoipa::ToSchema for ConnectorView {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        ConnectorSpec::schemas(schemas);
     }
 }
 

@@ -38,7 +38,7 @@ pub const DEFAULT_FILE_MAX_BYTES: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_ARCHIVE_FOLDER: &str = "processed";
 
 /// `settings` of a `sql` connector.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SqlSettings {
     /// A `postgres://`, `mysql://`, `sqlite:///` URL or a SQL Server ADO.NET string.
@@ -78,7 +78,7 @@ pub enum SqlDriver {
 }
 
 /// `settings` of a `file` connector.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileSettings {
     /// How the file is parsed.
@@ -125,7 +125,7 @@ pub struct FileSettings {
 }
 
 /// File formats a file connector reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
     /// Comma (or otherwise) separated values.
@@ -140,7 +140,7 @@ pub enum FileFormat {
 }
 
 /// Text encodings a CSV file may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TextEncoding {
     /// UTF-8 (the default).
@@ -158,7 +158,7 @@ pub enum TextEncoding {
 }
 
 /// Where a file connector's file comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum FileSource {
     /// Sent through the admin API or the UI.
@@ -170,7 +170,7 @@ pub enum FileSource {
 }
 
 /// A file fetched over HTTP(S).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UrlSource {
     /// `http://` or `https://` address of the file.
@@ -184,7 +184,7 @@ pub struct UrlSource {
 }
 
 /// Credentials for fetching a file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum UrlAuth {
     /// No credentials.
@@ -204,7 +204,7 @@ pub enum UrlAuth {
 }
 
 /// A folder watched for new files.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FolderSource {
     /// Absolute path of the watched folder.
@@ -221,7 +221,7 @@ pub struct FolderSource {
 }
 
 /// What happens to a picked-up file after a successful import.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AfterProcessing {
     /// Move it into the archive subfolder.

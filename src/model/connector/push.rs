@@ -16,7 +16,7 @@ const MAX_TOLERANCE_SECONDS: u64 = 24 * 3600;
 const MAX_RATE_PER_SECOND: f64 = 1_000_000.0;
 
 /// How pushed requests prove they come from the sender holding the signing secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Signing {
     /// Which header format and signed content to expect.
@@ -47,7 +47,7 @@ pub struct Signing {
 }
 
 /// The signature formats of real senders (SPEC §3.1, §3.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SigningScheme {
     /// `X-Webhook-Timestamp` + `X-Webhook-Signature: sha256=<hex>` over `<ts>.<body>`.
@@ -77,7 +77,7 @@ impl SigningScheme {
 }
 
 /// Hash functions of the generic `hmac` scheme.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HmacAlgorithm {
     /// HMAC-SHA1, still used by older senders.
@@ -89,7 +89,7 @@ pub enum HmacAlgorithm {
 }
 
 /// How an `hmac` signature is written in its header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SignatureEncoding {
     /// Lowercase or uppercase hex.
@@ -99,7 +99,7 @@ pub enum SignatureEncoding {
 }
 
 /// What an `hmac` signature covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum SignedContent {
     /// The raw body bytes.
     #[serde(rename = "body")]
@@ -110,7 +110,7 @@ pub enum SignedContent {
 }
 
 /// The ways a push request may present its ingest key besides `Authorization: Bearer`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PushAuth {
     /// Accept HTTP Basic with any username and the full ingest key as password.
@@ -125,7 +125,7 @@ pub struct PushAuth {
 }
 
 /// A header every request must carry with exactly this value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretHeader {
     /// The header's name, e.g. `X-Api-Secret`.
@@ -135,7 +135,7 @@ pub struct SecretHeader {
 }
 
 /// Where a repeat delivery's identity comes from, for senders that retry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum Dedup {
     /// A request header, e.g. `webhook-id` or `X-GitHub-Delivery`.
@@ -145,7 +145,7 @@ pub enum Dedup {
 }
 
 /// A token bucket: `perSecond` sustained, `burst` at once.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateLimit {
     /// Requests per second refilled into the bucket.
