@@ -21,11 +21,14 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
 
 use super::codec::encode_groups;
+use super::history;
 use super::journal::{seq_of, APPLIED_SEQ_KEY};
 use super::outbox;
 use super::Accepted;
 use super::{decode, encode, transact, Store, StoreError};
-use crate::model::{Change, ChangeKind, Fields, Item, StreamName, Upsert, UpsertMode, Write};
+use crate::model::{
+    Change, ChangeKind, Fields, Item, Snapshots, StreamName, Upsert, UpsertMode, Write,
+};
 
 /// `meta` key of the last change sequence handed out.
 const CHANGE_SEQ_KEY: &[u8] = b"change_seq";
@@ -49,6 +52,10 @@ pub struct StreamStats {
     pub item_count: u64,
     /// When an item of it last changed.
     pub updated_at: Option<Timestamp>,
+    /// Whether it records its fields' history. Kept with the summary that every pass
+    /// reads anyway, so a stream with snapshots off costs no lookup of its own.
+    #[serde(default, skip_serializing_if = "Snapshots::is_default")]
+    pub snapshots: Snapshots,
 }
 
 /// `stream \0 item id`: items sort by id within their stream.
@@ -93,6 +100,8 @@ fn tx_seq(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
 /// after a restart stamps what the first apply would have.
 struct Pass<'t> {
     items: &'t TransactionalTree,
+    /// Points of the fields' history, for streams with snapshots on.
+    history: &'t TransactionalTree,
     change_seq: u64,
     stats: HashMap<String, StreamStats>,
     owned: HashMap<String, i64>,
@@ -109,9 +118,13 @@ impl Pass<'_> {
             };
             self.stats.insert(stream.to_owned(), stats);
         }
+        let recording = self
+            .stats
+            .get(stream)
+            .is_some_and(|stats| stats.snapshots.enabled);
         let before = self.made.len();
         for upsert in &write.upserts {
-            self.upsert(write, upsert)?;
+            self.upsert(write, upsert, recording)?;
         }
         for id in &write.deletes {
             self.delete(write, id)?;
@@ -133,7 +146,9 @@ impl Pass<'_> {
         Ok(())
     }
 
-    fn upsert(&mut self, write: &Write, upsert: &Upsert) -> TxResult<()> {
+    /// Applies one upsert; with `recording`, each field it changes also gets a point in
+    /// the history.
+    fn upsert(&mut self, write: &Write, upsert: &Upsert, recording: bool) -> TxResult<()> {
         let key = item_key(write.stream.as_str(), &upsert.id);
         let current: Option<Item> = self.items.get(&key)?.map(|v| tx_decode(&v)).transpose()?;
         let Some(item) = Item::upserted(
@@ -145,6 +160,13 @@ impl Pass<'_> {
         ) else {
             return Ok(());
         };
+        if recording {
+            for (field, value) in Item::changed_fields(current.as_ref(), upsert) {
+                let point =
+                    history::point_key(write.stream.as_str(), &upsert.id, field, write.accepted_at);
+                self.history.insert(point, tx_encode(value)?)?;
+            }
+        }
         self.items.insert(key, tx_encode(&item)?)?;
         let previous_writer = current.as_ref().map(|c| c.connector_id.as_str());
         if previous_writer != Some(item.connector_id.as_str()) {
@@ -289,6 +311,7 @@ impl Store {
             &inner.subscriptions,
             &inner.deliveries,
             &inner.outbox,
+            &inner.history,
         );
         let (made, queued) = transact(trees.transaction(
             |(
@@ -301,9 +324,11 @@ impl Store {
                 subscriptions,
                 deliveries,
                 outbox,
+                history,
             )| {
                 let mut pass = Pass {
                     items,
+                    history,
                     change_seq: tx_seq(meta, CHANGE_SEQ_KEY)?,
                     stats: HashMap::new(),
                     owned: HashMap::new(),
@@ -452,6 +477,27 @@ impl Store {
             .get(name)?
             .map(|v| decode(&v))
             .transpose()
+    }
+
+    /// Sets the snapshot switch of `stream`, durably; its summary after, or
+    /// [`StoreError::NotFound`] for a stream that never had items. Blocking.
+    pub fn set_snapshots(
+        &self,
+        stream: &str,
+        snapshots: Snapshots,
+    ) -> Result<StreamStats, StoreError> {
+        let tree = &self.inner.streams;
+        self.durably(|| {
+            transact(tree.transaction(|streams| {
+                let Some(value) = streams.get(stream)? else {
+                    return Err(ConflictableTransactionError::Abort(StoreError::NotFound));
+                };
+                let mut stats: StreamStats = tx_decode(&value)?;
+                stats.snapshots = snapshots;
+                streams.insert(stream.as_bytes(), tx_encode(&stats)?)?;
+                Ok(stats)
+            }))
+        })
     }
 
     /// Up to `limit` changes of `stream` after sequence `after`, oldest first. Reads
