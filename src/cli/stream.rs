@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::client::{AdminClient, ApiPath};
 use super::connector::{print_table, rows};
+use crate::model::MAX_RETENTION_DAYS;
 
 /// Stream commands.
 #[derive(Debug, Subcommand)]
@@ -55,7 +56,7 @@ pub enum StreamCommand {
         #[arg(long)]
         off: bool,
         /// Days a point is kept (1-3650; 30 unless set)
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RETENTION_DAYS)))]
         retention_days: Option<u32>,
     },
 }

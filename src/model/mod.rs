@@ -28,7 +28,7 @@ pub use item::{
 pub use merge_patch::merge_patch;
 pub use read_key::{ReadKey, ReadKeySpec};
 pub use secret::Secret;
-pub use stream::{Snapshots, StreamName, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS};
+pub use stream::{Snapshots, StreamName, MAX_RETENTION_DAYS};
 pub use subscription::{
     generate_secret, signing_key, BasicAuth, EventCode, Filter, RetryKind, RetryPolicy,
     Subscription, SubscriptionSpec,

@@ -2,8 +2,9 @@
 //!
 //! [`Store::apply`] moves journal records into the pool in a single transaction
 //! (items, stream counts, change records, idempotency keys, the deliveries of the
-//! changes to subscribers, the applied mark), so replaying the journal after a crash
-//! applies each record exactly once.
+//! changes to subscribers, the points of history of streams with snapshots on, the
+//! applied mark), so replaying the journal after a crash applies each record exactly
+//! once.
 //!
 //! Every sled insert copies the leaf it lands in, so a pass writes per item only the
 //! item itself: per-connector counts and stream summaries are summed and written once,
@@ -25,7 +26,7 @@ use super::history;
 use super::journal::{seq_of, APPLIED_SEQ_KEY};
 use super::outbox;
 use super::Accepted;
-use super::{decode, encode, transact, Store, StoreError};
+use super::{abort, decode, encode, transact, Store, StoreError};
 use crate::model::{
     Change, ChangeKind, Fields, Item, Snapshots, StreamName, Upsert, UpsertMode, Write,
 };
@@ -490,7 +491,7 @@ impl Store {
         self.durably(|| {
             transact(tree.transaction(|streams| {
                 let Some(value) = streams.get(stream)? else {
-                    return Err(ConflictableTransactionError::Abort(StoreError::NotFound));
+                    return abort(StoreError::NotFound);
                 };
                 let mut stats: StreamStats = tx_decode(&value)?;
                 stats.snapshots = snapshots;
