@@ -22,7 +22,7 @@
 //! - `subscriptions`, `deliveries`, `outbox`, `delivery_log`: subscriptions and the
 //!   durable outbox of their deliveries (see [`Outbox`]);
 //! - `history`: the points of the fields' history of streams with snapshots on,
-//!   by stream, item, field and time (see [`history`]).
+//!   by stream, item, field and time (see `history.rs`).
 
 mod activity;
 mod codec;
