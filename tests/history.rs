@@ -185,6 +185,15 @@ async fn the_switch_records_each_change_of_a_field_and_the_history_reads_back_in
         )
         .await;
     assert_error(&bad_time, StatusCode::BAD_REQUEST, "INVALID_PAYLOAD");
+    let backwards = format!("{path}?field=temp&from={}&to={}", times[1], times[0]);
+    let backwards = server.admin(Method::GET, &backwards, None).await;
+    assert_error(&backwards, StatusCode::BAD_REQUEST, "INVALID_PAYLOAD");
+    let long_ago = history(&server, "t1", "field=temp&to=2000-01-01T00:00:00Z").await;
+    assert_eq!(
+        long_ago["points"],
+        json!([]),
+        "before the retention: nothing"
+    );
     let unknown_item = format!("{}/history?field=temp", item_path(STREAM, "t9"));
     let unknown = server.admin(Method::GET, &unknown_item, None).await;
     assert_error(&unknown, StatusCode::NOT_FOUND, "NOT_FOUND");

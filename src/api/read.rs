@@ -200,10 +200,10 @@ pub async fn history(
         .as_deref()
         .map(|t| timestamp("to", t))
         .transpose()?;
-    let from = from.unwrap_or_else(|| stats.snapshots.kept_since(Timestamp::now()));
-    if to.is_some_and(|to| to < from) {
+    if from.zip(to).is_some_and(|(from, to)| to < from) {
         return Err(ApiError::invalid_payload("from is later than to"));
     }
+    let from = from.unwrap_or_else(|| stats.snapshots.kept_since(Timestamp::now()));
     let after = query
         .cursor
         .as_deref()

@@ -144,6 +144,9 @@ impl Store {
         ]
         .concat();
         let mut page = HistoryPage::default();
+        if start > end {
+            return Ok(page);
+        }
         for entry in self.inner.history.range(start..=end) {
             if page.points.len() == limit {
                 page.more = true;
@@ -325,6 +328,11 @@ mod tests {
             .expect("next page");
         assert_eq!((next.points.len(), next.more), (6, false));
         assert_eq!(next.points[0].value, json!(25));
+        let last = next.points.last().map(|p| p.at);
+        let past_the_end = store
+            .history(("s", "a", "v"), (Timestamp::MIN, last), last, 100)
+            .expect("an empty range");
+        assert_eq!(past_the_end, HistoryPage::default());
     }
 
     #[test]
