@@ -143,16 +143,17 @@ pub struct Change {
 }
 
 impl Item {
-    /// Whether `upsert` in `mode` would change `current` (None when it does not
-    /// exist), without building the new item: the applier asks this of every upsert.
-    pub fn changed_by(current: Option<&Item>, upsert: &Upsert, mode: UpsertMode) -> bool {
+    /// Whether `upsert` in `mode` would change an item whose fields are `current` (None
+    /// when it does not exist), without building the new item: the applier asks this of
+    /// every upsert, having read only the item's fields.
+    pub fn changed_by(current: Option<&Fields>, upsert: &Upsert, mode: UpsertMode) -> bool {
         match (current, mode) {
             (None, _) => true,
-            (Some(item), UpsertMode::Merge) => upsert
+            (Some(fields), UpsertMode::Merge) => upsert
                 .fields
                 .iter()
-                .any(|(name, value)| item.fields.get(name) != Some(value)),
-            (Some(item), UpsertMode::Replace) => item.fields != upsert.fields,
+                .any(|(name, value)| fields.get(name) != Some(value)),
+            (Some(fields), UpsertMode::Replace) => *fields != upsert.fields,
         }
     }
 
@@ -166,7 +167,7 @@ impl Item {
         connector_id: &str,
         now: Timestamp,
     ) -> Option<Item> {
-        if !Item::changed_by(current, upsert, mode) {
+        if !Item::changed_by(current.map(|item| &item.fields), upsert, mode) {
             return None;
         }
         let fields = match (current, mode) {
@@ -430,9 +431,13 @@ mod tests {
             id: "n".into(),
             fields: object(json!({"a": 1})),
         };
-        assert!(!Item::changed_by(Some(&merged), &subset, UpsertMode::Merge));
+        assert!(!Item::changed_by(
+            Some(&merged.fields),
+            &subset,
+            UpsertMode::Merge
+        ));
         assert!(Item::changed_by(
-            Some(&merged),
+            Some(&merged.fields),
             &subset,
             UpsertMode::Replace
         ));
@@ -442,7 +447,7 @@ mod tests {
             fields: object(json!({"a": 2})),
         };
         assert!(Item::changed_by(
-            Some(&merged),
+            Some(&merged.fields),
             &other_value,
             UpsertMode::Merge
         ));

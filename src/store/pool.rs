@@ -366,6 +366,21 @@ impl Store {
             .transpose()
     }
 
+    /// One item's fields alone: what deciding whether an upsert changes the item needs,
+    /// read without the rest (its id, times and writer are skipped, not decoded).
+    fn item_fields(&self, stream: &str, id: &str) -> Result<Option<Fields>, StoreError> {
+        /// The one part of a stored item this needs; serde skips the rest.
+        #[derive(Deserialize)]
+        struct StoredFields {
+            fields: Fields,
+        }
+        self.inner
+            .items
+            .get(item_key(stream, id))?
+            .map(|v| decode::<StoredFields>(&v).map(|stored| stored.fields))
+            .transpose()
+    }
+
     /// Up to `limit` items of `stream` in id order, starting after the id `after`.
     pub fn items(
         &self,
@@ -423,7 +438,7 @@ impl Store {
     ) -> Result<Vec<Upsert>, StoreError> {
         let mut changing = Vec::new();
         for upsert in upserts {
-            let current = self.item(stream, &upsert.id)?;
+            let current = self.item_fields(stream, &upsert.id)?;
             if Item::changed_by(current.as_ref(), &upsert, mode) {
                 changing.push(upsert);
             }
@@ -436,7 +451,7 @@ impl Store {
     /// writer, so this holds until it applies them). Each item is read once: a busy
     /// item is often upserted many times in one pass.
     fn changes_nothing(&self, records: &[(u64, Accepted)]) -> Result<bool, StoreError> {
-        let mut items: HashMap<(&str, &str), Option<Item>> = HashMap::new();
+        let mut items: HashMap<(&str, &str), Option<Fields>> = HashMap::new();
         for (_, Accepted { write, idempotency }) in records {
             if idempotency.is_some() || !write.deletes.is_empty() {
                 return Ok(false);
@@ -445,7 +460,7 @@ impl Store {
             for upsert in &write.upserts {
                 let current = match items.entry((stream, upsert.id.as_str())) {
                     Entry::Occupied(entry) => entry.into_mut(),
-                    Entry::Vacant(entry) => entry.insert(self.item(stream, &upsert.id)?),
+                    Entry::Vacant(entry) => entry.insert(self.item_fields(stream, &upsert.id)?),
                 };
                 if Item::changed_by(current.as_ref(), upsert, write.mode) {
                     return Ok(false);
