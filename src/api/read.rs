@@ -22,7 +22,7 @@ use super::{presented_token, AppState, QueryKey};
 use crate::auth::KeyKind;
 use crate::http::{ApiError, ClientAddr};
 use crate::ingest::StreamChanges;
-use crate::model::{Change, ChangeKind, Item, ReadKey, StreamName, UpsertMode, Write};
+use crate::model::{Change, ChangeKind, Item, ReadKey, Snapshots, StreamName, UpsertMode, Write};
 use crate::store::{Accepted, Store};
 
 /// Items per page unless `limit` says otherwise (SPEC §5).
@@ -183,33 +183,17 @@ pub async fn history(
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     reader.check(&stream)?;
-    let field = query
-        .field
+    let field = (query.field.clone())
         .ok_or_else(|| ApiError::invalid_payload("field is required: ?field=<field name>"))?;
     let stats = state
         .store
         .stream(&stream)?
         .ok_or_else(|| unknown_stream(&stream))?;
-    let from = query
-        .from
-        .as_deref()
-        .map(|t| timestamp("from", t))
-        .transpose()?;
-    let to = query
-        .to
-        .as_deref()
-        .map(|t| timestamp("to", t))
-        .transpose()?;
-    if from.zip(to).is_some_and(|(from, to)| to < from) {
-        return Err(ApiError::invalid_payload("from is later than to"));
-    }
-    let from = from.unwrap_or_else(|| stats.snapshots.kept_since(Timestamp::now()));
-    let after = query
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor(c).and_then(|t| timestamp("cursor", &t)))
-        .transpose()?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let Selection {
+        range,
+        after,
+        limit,
+    } = query.selection(&stats.snapshots)?;
     let store = state.store.clone();
     let (stream_name, item_id, field_name) = (stream.clone(), id.clone(), field.clone());
     let (known, page) = store
@@ -217,17 +201,15 @@ pub async fn history(
             let names = (stream_name.as_str(), item_id.as_str(), field_name.as_str());
             let known = store.item(names.0, names.1)?.is_some()
                 || store.has_history(names.0, names.1, names.2)?;
-            let page = store.history(names, (from, to), after, limit)?;
+            let page = store.history(names, range, after, limit)?;
             Ok((known, page))
         })
         .await?;
     if !known {
         return Err(unknown_item(&stream, &id));
     }
-    let next = page
-        .more
-        .then(|| page.points.last())
-        .flatten()
+    let next = (page.points.last())
+        .filter(|_| page.more)
         .map(|point| URL_SAFE_NO_PAD.encode(point.at.to_string()));
     Ok(Json(json!({
         "stream": stream,
@@ -236,6 +218,40 @@ pub async fn history(
         "points": page.points,
         "nextCursor": next,
     })))
+}
+
+/// The points a history request selects, its query checked.
+struct Selection {
+    /// From `from` (default: the start of the stream's retention) through `to` (`None`:
+    /// the newest).
+    range: (Timestamp, Option<Timestamp>),
+    /// After the last point of the page before (the cursor).
+    after: Option<Timestamp>,
+    /// At most this many.
+    limit: usize,
+}
+
+impl HistoryQuery {
+    /// What this query selects of a stream with `snapshots`.
+    fn selection(&self, snapshots: &Snapshots) -> Result<Selection, ApiError> {
+        let time =
+            |name, value: &Option<String>| value.as_deref().map(|t| timestamp(name, t)).transpose();
+        let (from, to) = (time("from", &self.from)?, time("to", &self.to)?);
+        if from.zip(to).is_some_and(|(from, to)| to < from) {
+            return Err(ApiError::invalid_payload("from is later than to"));
+        }
+        let from = from.unwrap_or_else(|| snapshots.kept_since(Timestamp::now()));
+        let after = self
+            .cursor
+            .as_deref()
+            .map(|c| decode_cursor(c).and_then(|t| timestamp("cursor", &t)))
+            .transpose()?;
+        Ok(Selection {
+            range: (from, to),
+            after,
+            limit: self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+        })
+    }
 }
 
 /// A query parameter's RFC 3339 time, or a 400 naming it.
