@@ -1,5 +1,6 @@
 //! The read API for displays and dashboards (SPEC §5): streams, items with cursor
-//! paging, one item, deleting one (admin), and Server-Sent Events of changes.
+//! paging, one item, deleting one (admin), a field's history, and Server-Sent Events
+//! of changes.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -8,13 +9,14 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures_util::Stream;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, ToSchema};
 
@@ -22,7 +24,9 @@ use super::{presented_token, AppState, QueryKey};
 use crate::auth::KeyKind;
 use crate::http::{ApiError, ClientAddr};
 use crate::ingest::StreamChanges;
-use crate::model::{Change, ChangeKind, Item, ReadKey, StreamName, UpsertMode, Write};
+use crate::model::{
+    Change, ChangeKind, Item, ItemView, ReadKey, Snapshots, StreamName, UpsertMode, Write,
+};
 use crate::store::{Accepted, Store};
 use crate::ui::SessionUse;
 
@@ -168,9 +172,9 @@ pub struct Page {
 /// The body of `GET /api/streams/{stream}/items`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ItemPage {
+pub struct ItemPage<'a> {
     /// Items in id order.
-    pub items: Vec<Item>,
+    pub items: Vec<ItemView<'a>>,
     /// The cursor of the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -179,13 +183,13 @@ pub struct ItemPage {
 /// order; `nextCursor` is null on the last page.
 #[utoipa::path(get, path = "/api/streams/{stream}/items", tag = "read", operation_id = "listItems",
     params(Page),
-    responses((status = 200, description = "One page of items", body = ItemPage)))]
+    responses((status = 200, description = "One page of items", body = ItemPage<'static>)))]
 pub async fn items(
     State(state): State<AppState>,
     reader: Reader,
     Path(stream): Path<String>,
     Query(page): Query<Page>,
-) -> Result<Json<ItemPage>, ApiError> {
+) -> Result<Response, ApiError> {
     reader.check(&stream)?;
     known_stream(&state.store, &stream)?;
     let limit = page.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
@@ -199,26 +203,172 @@ pub async fn items(
     } else {
         None
     };
+    let items: Vec<_> = items.iter().map(Item::view).collect();
     Ok(Json(ItemPage {
         items,
         next_cursor: next,
-    }))
+    })
+    .into_response())
 }
 
 /// `GET /api/streams/{stream}/items/{id}` → the item.
 #[utoipa::path(get, path = "/api/streams/{stream}/items/{id}", tag = "read", operation_id = "getItem",
-    responses((status = 200, description = "The item", body = Item)))]
+    responses((status = 200, description = "The item", body = ItemView<'static>)))]
 pub async fn item(
     State(state): State<AppState>,
     reader: Reader,
     Path((stream, id)): Path<(String, String)>,
-) -> Result<Json<Item>, ApiError> {
+) -> Result<Response, ApiError> {
     reader.check(&stream)?;
     let item = state
         .store
         .item(&stream, &id)?
         .ok_or_else(|| unknown_item(&stream, &id))?;
-    Ok(Json(item))
+    Ok(Json(item.view()).into_response())
+}
+
+/// Query of a field's history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// The field (required).
+    field: Option<String>,
+    /// RFC 3339; default: as far back as the stream's retention.
+    from: Option<String>,
+    /// RFC 3339; default: the newest point.
+    to: Option<String>,
+    /// Points per page: default 100, larger values are clamped to 1000.
+    #[param(minimum = 0)]
+    limit: Option<usize>,
+    /// The `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The body of `GET /api/streams/{stream}/items/{id}/history`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldHistory {
+    /// The stream.
+    pub stream: String,
+    /// The item.
+    pub item_id: String,
+    /// The field.
+    pub field: String,
+    /// Its recorded values, oldest first.
+    pub points: Vec<HistoryPoint>,
+    /// The cursor of the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One recorded value of a field.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPoint {
+    /// When the write that set it was accepted.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// The field's value from then on: any JSON value.
+    pub value: Value,
+}
+
+/// `GET /api/streams/{stream}/items/{id}/history?field=&from=&to=&limit=&cursor=` →
+/// `{"stream","itemId","field","points":[{"at","value"}],"nextCursor"}`: the field's
+/// recorded values, oldest first, from `from` (default: as far back as the stream's
+/// retention) through `to` (default: the newest). A stream with snapshots off answers
+/// with what was recorded while they were on. A deleted item's history stays readable
+/// until it ages out.
+#[utoipa::path(get, path = "/api/streams/{stream}/items/{id}/history", tag = "read",
+    operation_id = "getFieldHistory", params(HistoryQuery),
+    responses((status = 200, description = "One page of the field's recorded values", body = FieldHistory)))]
+pub async fn history(
+    State(state): State<AppState>,
+    reader: Reader,
+    Path((stream, id)): Path<(String, String)>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<FieldHistory>, ApiError> {
+    reader.check(&stream)?;
+    let field = (query.field.clone())
+        .ok_or_else(|| ApiError::invalid_payload("field is required: ?field=<field name>"))?;
+    let stats = state
+        .store
+        .stream(&stream)?
+        .ok_or_else(|| unknown_stream(&stream))?;
+    let Selection {
+        range,
+        after,
+        limit,
+    } = query.selection(&stats.snapshots)?;
+    let store = state.store.clone();
+    let (stream_name, item_id, field_name) = (stream.clone(), id.clone(), field.clone());
+    let (known, page) = store
+        .blocking(move |store| {
+            let names = (stream_name.as_str(), item_id.as_str(), field_name.as_str());
+            let known = store.item(names.0, names.1)?.is_some()
+                || store.has_history(names.0, names.1, names.2)?;
+            let page = store.history(names, range, after, limit)?;
+            Ok((known, page))
+        })
+        .await?;
+    if !known {
+        return Err(unknown_item(&stream, &id));
+    }
+    let next = (page.points.last())
+        .filter(|_| page.more)
+        .map(|point| URL_SAFE_NO_PAD.encode(point.at.to_string()));
+    Ok(Json(FieldHistory {
+        stream,
+        item_id: id,
+        field,
+        points: (page.points.into_iter())
+            .map(|point| HistoryPoint {
+                at: point.at,
+                value: point.value,
+            })
+            .collect(),
+        next_cursor: next,
+    }))
+}
+
+/// The points a history request selects, its query checked.
+struct Selection {
+    /// From `from` (default: the start of the stream's retention) through `to` (`None`:
+    /// the newest).
+    range: (Timestamp, Option<Timestamp>),
+    /// After the last point of the page before (the cursor).
+    after: Option<Timestamp>,
+    /// At most this many.
+    limit: usize,
+}
+
+impl HistoryQuery {
+    /// What this query selects of a stream with `snapshots`.
+    fn selection(&self, snapshots: &Snapshots) -> Result<Selection, ApiError> {
+        let time =
+            |name, value: &Option<String>| value.as_deref().map(|t| timestamp(name, t)).transpose();
+        let (from, to) = (time("from", &self.from)?, time("to", &self.to)?);
+        if from.zip(to).is_some_and(|(from, to)| to < from) {
+            return Err(ApiError::invalid_payload("from is later than to"));
+        }
+        let from = from.unwrap_or_else(|| snapshots.kept_since(Timestamp::now()));
+        let after = self
+            .cursor
+            .as_deref()
+            .map(|c| decode_cursor(c).and_then(|t| timestamp("cursor", &t)))
+            .transpose()?;
+        Ok(Selection {
+            range: (from, to),
+            after,
+            limit: self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+        })
+    }
+}
+
+/// A query parameter's RFC 3339 time, or a 400 naming it.
+fn timestamp(name: &str, value: &str) -> Result<Timestamp, ApiError> {
+    value.parse().map_err(|_| {
+        ApiError::invalid_payload(format!(
+            "{name} is not an RFC 3339 time (e.g. 2026-12-05T08:00:00Z)"
+        ))
+    })
 }
 
 /// `DELETE /api/streams/{stream}/items/{id}` (admin token) → 204 once the deletion is
@@ -391,8 +541,13 @@ fn event_of(change: &Change) -> Event {
 fn known_stream(store: &Store, stream: &str) -> Result<(), ApiError> {
     match store.stream(stream)? {
         Some(_) => Ok(()),
-        None => Err(ApiError::not_found(format!("no stream {stream:?}"))),
+        None => Err(unknown_stream(stream)),
     }
+}
+
+/// The 404 of a stream that never had items.
+pub fn unknown_stream(stream: &str) -> ApiError {
+    ApiError::not_found(format!("no stream {stream:?}"))
 }
 
 fn unknown_item(stream: &str, id: &str) -> ApiError {

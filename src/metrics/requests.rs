@@ -13,7 +13,7 @@ use prometheus_client::metrics::MetricType;
 /// whatever paths clients send. Every route of the router belongs here; a path none of
 /// them matches (answered 404) is counted as [`OTHER_ROUTE`]. `/api/openapi.json`
 /// describes exactly these but [`WEB_UI_ROUTES`] (its tests compare the two).
-pub const ROUTES: [&str; 37] = [
+pub const ROUTES: [&str; 39] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -51,6 +51,8 @@ pub const ROUTES: [&str; 37] = [
     "/",
     "/assets/{file}",
     "/api/openapi.json",
+    "/api/streams/{stream}/items/{id}/history",
+    "/api/admin/streams/{stream}",
 ];
 
 /// The routes of [`ROUTES`] that belong to the embedded web UI (its session, pages and
