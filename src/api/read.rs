@@ -1,5 +1,6 @@
 //! The read API for displays and dashboards (SPEC §5): streams, items with cursor
-//! paging, one item, deleting one (admin), and Server-Sent Events of changes.
+//! paging, one item, deleting one (admin), a field's history, and Server-Sent Events
+//! of changes.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -21,7 +22,7 @@ use super::{presented_token, AppState, QueryKey};
 use crate::auth::KeyKind;
 use crate::http::{ApiError, ClientAddr};
 use crate::ingest::StreamChanges;
-use crate::model::{Change, ChangeKind, ReadKey, StreamName, UpsertMode, Write};
+use crate::model::{Change, ChangeKind, Item, ReadKey, Snapshots, StreamName, UpsertMode, Write};
 use crate::store::{Accepted, Store};
 use crate::ui::SessionUse;
 
@@ -155,7 +156,8 @@ pub async fn items(
     } else {
         None
     };
-    Ok(Json(json!({"items": items, "nextCursor": next})))
+    let views: Vec<_> = items.iter().map(Item::view).collect();
+    Ok(Json(json!({"items": views, "nextCursor": next})))
 }
 
 /// `GET /api/streams/{stream}/items/{id}` → the item.
@@ -169,7 +171,110 @@ pub async fn item(
         .store
         .item(&stream, &id)?
         .ok_or_else(|| unknown_item(&stream, &id))?;
-    Ok(Json(json!(item)))
+    Ok(Json(json!(item.view())))
+}
+
+/// Query of a field's history.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    field: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/streams/{stream}/items/{id}/history?field=&from=&to=&limit=&cursor=` →
+/// `{"stream","itemId","field","points":[{"at","value"}],"nextCursor"}`: the field's
+/// recorded values, oldest first, from `from` (default: as far back as the stream's
+/// retention) through `to` (default: the newest). A stream with snapshots off answers
+/// with what was recorded while they were on. A deleted item's history stays readable
+/// until it ages out.
+pub async fn history(
+    State(state): State<AppState>,
+    reader: Reader,
+    Path((stream, id)): Path<(String, String)>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    reader.check(&stream)?;
+    let field = (query.field.clone())
+        .ok_or_else(|| ApiError::invalid_payload("field is required: ?field=<field name>"))?;
+    let stats = state
+        .store
+        .stream(&stream)?
+        .ok_or_else(|| unknown_stream(&stream))?;
+    let Selection {
+        range,
+        after,
+        limit,
+    } = query.selection(&stats.snapshots)?;
+    let store = state.store.clone();
+    let (stream_name, item_id, field_name) = (stream.clone(), id.clone(), field.clone());
+    let (known, page) = store
+        .blocking(move |store| {
+            let names = (stream_name.as_str(), item_id.as_str(), field_name.as_str());
+            let known = store.item(names.0, names.1)?.is_some()
+                || store.has_history(names.0, names.1, names.2)?;
+            let page = store.history(names, range, after, limit)?;
+            Ok((known, page))
+        })
+        .await?;
+    if !known {
+        return Err(unknown_item(&stream, &id));
+    }
+    let next = (page.points.last())
+        .filter(|_| page.more)
+        .map(|point| URL_SAFE_NO_PAD.encode(point.at.to_string()));
+    Ok(Json(json!({
+        "stream": stream,
+        "itemId": id,
+        "field": field,
+        "points": page.points,
+        "nextCursor": next,
+    })))
+}
+
+/// The points a history request selects, its query checked.
+struct Selection {
+    /// From `from` (default: the start of the stream's retention) through `to` (`None`:
+    /// the newest).
+    range: (Timestamp, Option<Timestamp>),
+    /// After the last point of the page before (the cursor).
+    after: Option<Timestamp>,
+    /// At most this many.
+    limit: usize,
+}
+
+impl HistoryQuery {
+    /// What this query selects of a stream with `snapshots`.
+    fn selection(&self, snapshots: &Snapshots) -> Result<Selection, ApiError> {
+        let time =
+            |name, value: &Option<String>| value.as_deref().map(|t| timestamp(name, t)).transpose();
+        let (from, to) = (time("from", &self.from)?, time("to", &self.to)?);
+        if from.zip(to).is_some_and(|(from, to)| to < from) {
+            return Err(ApiError::invalid_payload("from is later than to"));
+        }
+        let from = from.unwrap_or_else(|| snapshots.kept_since(Timestamp::now()));
+        let after = self
+            .cursor
+            .as_deref()
+            .map(|c| decode_cursor(c).and_then(|t| timestamp("cursor", &t)))
+            .transpose()?;
+        Ok(Selection {
+            range: (from, to),
+            after,
+            limit: self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+        })
+    }
+}
+
+/// A query parameter's RFC 3339 time, or a 400 naming it.
+fn timestamp(name: &str, value: &str) -> Result<Timestamp, ApiError> {
+    value.parse().map_err(|_| {
+        ApiError::invalid_payload(format!(
+            "{name} is not an RFC 3339 time (e.g. 2026-12-05T08:00:00Z)"
+        ))
+    })
 }
 
 /// `DELETE /api/streams/{stream}/items/{id}` (admin token) → 204 once the deletion is
@@ -333,8 +438,13 @@ fn event_of(change: &Change) -> Event {
 fn known_stream(store: &Store, stream: &str) -> Result<(), ApiError> {
     match store.stream(stream)? {
         Some(_) => Ok(()),
-        None => Err(ApiError::not_found(format!("no stream {stream:?}"))),
+        None => Err(unknown_stream(stream)),
     }
+}
+
+/// The 404 of a stream that never had items.
+pub fn unknown_stream(stream: &str) -> ApiError {
+    ApiError::not_found(format!("no stream {stream:?}"))
 }
 
 fn unknown_item(stream: &str, id: &str) -> ApiError {

@@ -105,7 +105,7 @@ enum Command {
     /// Manage read keys (read-only access for displays) on a running server
     #[command(subcommand)]
     ReadKey(read_key::ReadKeyCommand),
-    /// Read and delete a running server's items
+    /// Read and delete a running server's items, and set a stream's snapshots
     #[command(subcommand)]
     Stream(stream::StreamCommand),
     /// Write a backup of a running server (store, keys, certificate) to one file

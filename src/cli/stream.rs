@@ -1,5 +1,6 @@
 //! `datapool stream …`: list streams, page through a stream's items, show and delete
-//! one item, over the read API with the admin token.
+//! one item, over the read API with the admin token; show and set a stream's snapshot
+//! switch over the admin API.
 
 use clap::Subcommand;
 use reqwest::Method;
@@ -7,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::client::{AdminClient, ApiPath};
 use super::connector::{print_table, rows};
+use crate::model::MAX_RETENTION_DAYS;
 
 /// Stream commands.
 #[derive(Debug, Subcommand)]
@@ -41,7 +43,32 @@ pub enum StreamCommand {
         /// The item id
         id: String,
     },
+    /// Show a stream's snapshot switch (its fields' history), or turn it on or off and
+    /// set how long points are kept; without flags it only shows
+    #[command(after_help = SNAPSHOTS_HELP)]
+    Snapshots {
+        /// The stream (it must have had items)
+        stream: String,
+        /// Record every change of a field of its items from now on
+        #[arg(long, conflicts_with = "off")]
+        on: bool,
+        /// Stop recording; points recorded so far stay readable until they age out
+        #[arg(long)]
+        off: bool,
+        /// Days a point is kept (1-3650; 30 unless set)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RETENTION_DAYS)))]
+        retention_days: Option<u32>,
+    },
 }
+
+/// What `stream snapshots --help` adds after the flags.
+const SNAPSHOTS_HELP: &str = "\
+While snapshots are on, each change of a field of the stream's items records a point
+(the time the write was accepted, the field's new value), read with
+GET /api/streams/{stream}/items/{id}/history?field=<name>. Points older than the
+retention go, and so do a field's points beyond its newest 10,000; both are swept in
+the background. Every item also shows when each field last changed (fieldsChangedAt),
+snapshots on or off.";
 
 /// Columns of `stream list`.
 const STREAM_COLUMNS: [(&str, &str); 3] = [
@@ -64,6 +91,10 @@ fn streams() -> ApiPath {
 
 fn items(stream: &str) -> ApiPath {
     streams().segment(stream).segment("items")
+}
+
+fn admin_stream(stream: &str) -> ApiPath {
+    ApiPath::new(["api", "admin", "streams", stream])
 }
 
 /// Runs one stream command.
@@ -102,6 +133,39 @@ pub async fn run(client: AdminClient, command: StreamCommand) -> anyhow::Result<
                 println!("deleted item {id:?} of stream {stream}");
             }
             Ok(())
+        }
+        StreamCommand::Snapshots {
+            stream,
+            on,
+            off,
+            retention_days,
+        } => {
+            let mut patch = serde_json::Map::new();
+            if on || off {
+                patch.insert("enabled".into(), json!(on));
+            }
+            if let Some(days) = retention_days {
+                patch.insert("retentionDays".into(), json!(days));
+            }
+            let path = admin_stream(&stream);
+            let answer = if patch.is_empty() {
+                client.call(Method::GET, &path, None).await?
+            } else {
+                let body = json!({ "snapshots": patch });
+                client.call(Method::PATCH, &path, Some(&body)).await?
+            };
+            show(&client, &answer, |a| {
+                let snapshots = &a["stream"]["snapshots"];
+                let state = if snapshots["enabled"] == json!(true) {
+                    "on"
+                } else {
+                    "off"
+                };
+                println!(
+                    "stream {stream}: snapshots {state}, kept {} days",
+                    snapshots["retentionDays"]
+                );
+            })
         }
     }
 }

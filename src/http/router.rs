@@ -145,6 +145,10 @@ fn router(state: AppState) -> Router {
         )
         .route("/read-keys/{id}", delete(admin::read_keys::delete))
         .route("/backup", get(admin::backup::backup))
+        .route(
+            "/streams/{stream}",
+            get(admin::streams::show).patch(admin::streams::update),
+        )
         .merge(subscription_routes())
         .route_layer(from_fn(read_admin_body))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
@@ -169,6 +173,10 @@ fn router(state: AppState) -> Router {
         .route(
             "/api/streams/{stream}/items/{id}",
             get(read::item).delete(read::delete_item),
+        )
+        .route(
+            "/api/streams/{stream}/items/{id}/history",
+            get(read::history),
         )
         .route("/api/streams/{stream}/events", get(read::events))
         .route(

@@ -1,7 +1,8 @@
 //! Background sweeps: expired idempotency keys, connector log entries past 30 days,
 //! changes older than the change log's retention (after which SSE clients resuming
-//! from them get `event: reset`), and subscription delivery logs and finished
-//! deliveries past 30 days.
+//! from them get `event: reset`), subscription delivery logs and finished
+//! deliveries past 30 days, and points of the fields' history past their stream's
+//! retention or their field's cap.
 //!
 //! A pass starts every [`SWEEP_EVERY`]; it goes through the store in steps of at most
 //! [`STEP_ENTRIES`] entries per sweep, a [`STEP_PAUSE`] apart, so that a large backlog
@@ -12,7 +13,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Store, StoreError, SweepStep};
+use crate::store::{HistorySweep, Store, StoreError, SweepStep};
 
 /// How long the change log keeps a change (SPEC §5: 7 days).
 pub const CHANGE_RETENTION: SignedDuration = SignedDuration::from_hours(7 * 24);
@@ -32,23 +33,26 @@ const STEP_PAUSE: Duration = Duration::from_millis(100);
 struct Sweeps {
     /// Next key of each sweep's pass; `None` when it has no pass under way.
     cursors: [Option<Vec<u8>>; 3],
+    /// Where the history sweep's pass has got to.
+    history: HistorySweep,
 }
 
-/// The kinds of sweep, in the order of [`Sweeps::cursors`].
-const KINDS: [&str; 4] = [
+/// The kinds of sweep, in the order of [`Sweeps::cursors`], then deliveries and history.
+const KINDS: [&str; 5] = [
     "idempotency keys",
     "connector log entries",
     "changes",
     "deliveries",
+    "history points",
 ];
 
 impl Sweeps {
     /// One step of each sweep (a new pass for those that finished theirs), as of `now`;
     /// how many entries each removed. Blocking.
-    fn step(&mut self, store: &Store, now: Timestamp) -> Result<[usize; 4], StoreError> {
+    fn step(&mut self, store: &Store, now: Timestamp) -> Result<[usize; 5], StoreError> {
         let before = |age: SignedDuration| now.checked_sub(age).unwrap_or(Timestamp::MIN);
         let fresh = !self.under_way();
-        let mut removed = [0; 4];
+        let mut removed = [0; 5];
         for (kind, cursor) in self.cursors.iter_mut().enumerate() {
             let from = cursor.take().unwrap_or_default();
             let SweepStep { removed: n, next } = match kind {
@@ -64,13 +68,27 @@ impl Sweeps {
         if fresh {
             removed[3] = store.sweep_deliveries(before(LOG_RETENTION))?;
         }
+        removed[4] = store.sweep_history(now, &mut self.history, STEP_ENTRIES)?;
         Ok(removed)
     }
 
     /// Whether a pass has more to do.
     fn under_way(&self) -> bool {
-        self.cursors.iter().any(Option::is_some)
+        self.cursors.iter().any(Option::is_some) || self.history.under_way()
     }
+}
+
+/// The time the sweeps judge ages by: now, or in tests as many days later as the
+/// `retention::days_ahead` fail point says, so that a test sees retention at work
+/// without waiting for it.
+fn sweep_clock() -> Timestamp {
+    let now = Timestamp::now();
+    fail::fail_point!("retention::days_ahead", |days: Option<String>| {
+        let days: i64 = days.and_then(|d| d.parse().ok()).unwrap_or(0);
+        now.checked_add(SignedDuration::from_hours(24 * days))
+            .unwrap_or(now)
+    });
+    now
 }
 
 /// Sweeps until `stop` fires: a pass at start and every [`SWEEP_EVERY`] after, in
@@ -86,7 +104,7 @@ pub async fn run(store: Store, stop: CancellationToken) {
         }
         let store = store.clone();
         let stepped = tokio::task::spawn_blocking(move || {
-            let removed = sweeps.step(&store, Timestamp::now());
+            let removed = sweeps.step(&store, sweep_clock());
             (sweeps, removed)
         })
         .await;

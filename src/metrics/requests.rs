@@ -12,7 +12,7 @@ use prometheus_client::metrics::MetricType;
 /// The router's route templates, which are the `route` label's values: a bounded set,
 /// whatever paths clients send. Every route of the router belongs here; a path none of
 /// them matches (answered 404) is counted as [`OTHER_ROUTE`].
-const ROUTES: [&str; 36] = [
+const ROUTES: [&str; 38] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -49,6 +49,8 @@ const ROUTES: [&str; 36] = [
     "/api/ui/session",
     "/",
     "/assets/{file}",
+    "/api/streams/{stream}/items/{id}/history",
+    "/api/admin/streams/{stream}",
 ];
 
 /// The `route` of a request whose path matches no route.

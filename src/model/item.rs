@@ -1,7 +1,9 @@
 //! Items and the writes that change them: flattening pushed JSON into dotted field
 //! names, item ids, field mapping, and the merge/replace rules (SPEC §1, §3.1).
 
-use jiff::Timestamp;
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -17,7 +19,8 @@ pub const MAX_FIELDS: usize = 1000;
 /// Longest item id, in bytes (SPEC §1).
 pub const MAX_ITEM_ID_BYTES: usize = 256;
 
-/// One record of a stream, as the read API shows it.
+/// One record of a stream, as the store keeps it (the read API shows its
+/// [`ItemView`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Item {
@@ -31,6 +34,25 @@ pub struct Item {
     pub updated_at: Timestamp,
     /// The connector that last wrote it.
     pub connector_id: String,
+    /// When each field last changed, compactly: for each field in `fields`' order, the
+    /// nanoseconds from that change to `updated_at` (0: changed in this version), or
+    /// `None` where it is not known (the item was stored by a datapool that did not
+    /// record it). Without names and mostly small numbers, it adds a few bytes per
+    /// field; [`Item::fields_changed_at`] reads it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub field_ages: Vec<Option<i64>>,
+}
+
+/// An item as the read API shows it (SPEC §5), with when each field last changed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemView<'a> {
+    id: &'a str,
+    fields: &'a Fields,
+    version: u64,
+    updated_at: Timestamp,
+    connector_id: &'a str,
+    fields_changed_at: BTreeMap<&'a str, Timestamp>,
 }
 
 /// New data for one item, as a request or a poll delivers it.
@@ -121,16 +143,17 @@ pub struct Change {
 }
 
 impl Item {
-    /// Whether `upsert` in `mode` would change `current` (None when it does not
-    /// exist), without building the new item: the applier asks this of every upsert.
-    pub fn changed_by(current: Option<&Item>, upsert: &Upsert, mode: UpsertMode) -> bool {
+    /// Whether `upsert` in `mode` would change an item whose fields are `current` (None
+    /// when it does not exist), without building the new item: the applier asks this of
+    /// every upsert, having read only the item's fields.
+    pub fn changed_by(current: Option<&Fields>, upsert: &Upsert, mode: UpsertMode) -> bool {
         match (current, mode) {
             (None, _) => true,
-            (Some(item), UpsertMode::Merge) => upsert
+            (Some(fields), UpsertMode::Merge) => upsert
                 .fields
                 .iter()
-                .any(|(name, value)| item.fields.get(name) != Some(value)),
-            (Some(item), UpsertMode::Replace) => item.fields != upsert.fields,
+                .any(|(name, value)| fields.get(name) != Some(value)),
+            (Some(fields), UpsertMode::Replace) => *fields != upsert.fields,
         }
     }
 
@@ -144,7 +167,7 @@ impl Item {
         connector_id: &str,
         now: Timestamp,
     ) -> Option<Item> {
-        if !Item::changed_by(current, upsert, mode) {
+        if !Item::changed_by(current.map(|item| &item.fields), upsert, mode) {
             return None;
         }
         let fields = match (current, mode) {
@@ -155,14 +178,100 @@ impl Item {
             }
             _ => upsert.fields.clone(),
         };
+        let field_ages = field_ages(current, &fields, now);
         Some(Item {
             id: upsert.id.clone(),
             fields,
             version: current.map_or(1, |item| item.version + 1),
             updated_at: now,
             connector_id: connector_id.to_owned(),
+            field_ages,
         })
     }
+
+    /// The fields of `upsert` whose value it changes in `current` (all of them when the
+    /// item is new), with their new values: what a stream with snapshots on records.
+    pub fn changed_fields<'u>(
+        current: Option<&'u Item>,
+        upsert: &'u Upsert,
+    ) -> impl Iterator<Item = (&'u String, &'u Value)> {
+        let current = current.map(|item| &item.fields);
+        upsert
+            .fields
+            .iter()
+            .filter(move |(name, value)| current.and_then(|f| f.get(*name)) != Some(*value))
+    }
+
+    /// When each field last changed, for the fields where that is known.
+    pub fn fields_changed_at(&self) -> BTreeMap<&str, Timestamp> {
+        self.fields
+            .keys()
+            .zip(&self.field_ages)
+            .filter_map(|(name, age)| {
+                let at = self
+                    .updated_at
+                    .checked_sub(SignedDuration::from_nanos((*age)?))
+                    .ok()?;
+                Some((name.as_str(), at))
+            })
+            .collect()
+    }
+
+    /// The read API's view of this item.
+    pub fn view(&self) -> ItemView<'_> {
+        ItemView {
+            id: &self.id,
+            fields: &self.fields,
+            version: self.version,
+            updated_at: self.updated_at,
+            connector_id: &self.connector_id,
+            fields_changed_at: self.fields_changed_at(),
+        }
+    }
+}
+
+/// The [`Item::field_ages`] of `current` (None when it is new) changed at `now` to have
+/// `fields`: 0 for a field that is new or has a new value, the field's age in `current`
+/// moved on to `now` for the others. Both maps are ordered by name, so `current`'s ages
+/// are found in one walk beside the new fields.
+fn field_ages(current: Option<&Item>, fields: &Fields, now: Timestamp) -> Vec<Option<i64>> {
+    let Some(current) = current else {
+        return vec![Some(0); fields.len()];
+    };
+    let moved_on = nanos(now.duration_since(current.updated_at));
+    let mut before = current
+        .fields
+        .iter()
+        .zip(
+            current
+                .field_ages
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(None)),
+        )
+        .peekable();
+    fields
+        .iter()
+        .map(|(name, value)| {
+            while before.next_if(|((old, _), _)| *old < name).is_some() {}
+            let old = before.next_if(|((old, _), _)| *old == name);
+            match old {
+                Some(((_, old_value), age)) if old_value == value => {
+                    age.map(|age| age.saturating_add(moved_on))
+                }
+                _ => Some(0),
+            }
+        })
+        .collect()
+}
+
+/// A duration in whole nanoseconds, saturating at the ends of `i64` (292 years).
+fn nanos(duration: SignedDuration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(if duration.is_negative() {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
 }
 
 /// Flattens a JSON object: nested objects become dotted names, arrays and scalars stay
@@ -322,9 +431,13 @@ mod tests {
             id: "n".into(),
             fields: object(json!({"a": 1})),
         };
-        assert!(!Item::changed_by(Some(&merged), &subset, UpsertMode::Merge));
+        assert!(!Item::changed_by(
+            Some(&merged.fields),
+            &subset,
+            UpsertMode::Merge
+        ));
         assert!(Item::changed_by(
-            Some(&merged),
+            Some(&merged.fields),
             &subset,
             UpsertMode::Replace
         ));
@@ -334,10 +447,80 @@ mod tests {
             fields: object(json!({"a": 2})),
         };
         assert!(Item::changed_by(
-            Some(&merged),
+            Some(&merged.fields),
             &other_value,
             UpsertMode::Merge
         ));
+    }
+
+    #[test]
+    fn each_field_keeps_the_time_it_last_changed() {
+        let t0: Timestamp = "2026-12-05T08:00:00Z".parse().expect("time");
+        let t1 = t0 + SignedDuration::from_secs(60);
+        let t2 = t1 + SignedDuration::from_millis(1500);
+        let upsert = |fields: Value| Upsert {
+            id: "n".into(),
+            fields: object(fields),
+        };
+        let first = Item::upserted(
+            None,
+            &upsert(json!({"a": 1, "b": 2})),
+            UpsertMode::Merge,
+            "c",
+            t0,
+        )
+        .expect("created");
+        let second = Item::upserted(
+            Some(&first),
+            &upsert(json!({"b": 3, "c": 4, "a": 1})),
+            UpsertMode::Merge,
+            "c",
+            t1,
+        )
+        .expect("changed");
+        assert_eq!(
+            second.fields_changed_at(),
+            BTreeMap::from([("a", t0), ("b", t1), ("c", t1)])
+        );
+        let third = Item::upserted(
+            Some(&second),
+            &upsert(json!({"a": 1, "c": 5})),
+            UpsertMode::Replace,
+            "c",
+            t2,
+        )
+        .expect("changed");
+        assert_eq!(
+            third.fields_changed_at(),
+            BTreeMap::from([("a", t0), ("c", t2)])
+        );
+        let changing = upsert(json!({"a": 1, "c": 5, "d": null}));
+        let changed: Vec<&String> = Item::changed_fields(Some(&second), &changing)
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(changed, ["c", "d"]);
+
+        // An item stored before field times were kept: its fields' times are unknown
+        // until they change.
+        let old = Item {
+            field_ages: Vec::new(),
+            ..first
+        };
+        let next = Item::upserted(
+            Some(&old),
+            &upsert(json!({"b": 9})),
+            UpsertMode::Merge,
+            "c",
+            t1,
+        )
+        .expect("changed");
+        assert_eq!(next.fields_changed_at(), BTreeMap::from([("b", t1)]));
+        let view = serde_json::to_value(next.view()).expect("view");
+        assert_eq!(
+            view["fieldsChangedAt"],
+            json!({"b": "2026-12-05T08:01:00Z"})
+        );
+        assert!(view.get("fieldAges").is_none(), "{view}");
     }
 
     #[test]

@@ -22,12 +22,13 @@ pub use connector::{
 };
 pub use delivery::{delivery_id, delivery_seq, message_id, Delivery, DeliveryEntry, DeliveryState};
 pub use item::{
-    flatten, item_id, map_fields, name_bytes, Change, ChangeKind, Fields, Item, Upsert, Write,
+    flatten, item_id, map_fields, name_bytes, Change, ChangeKind, Fields, Item, ItemView, Upsert,
+    Write,
 };
 pub use merge_patch::merge_patch;
 pub use read_key::{ReadKey, ReadKeySpec};
 pub use secret::Secret;
-pub use stream::StreamName;
+pub use stream::{Snapshots, StreamName, MAX_RETENTION_DAYS};
 pub use subscription::{
     generate_secret, signing_key, BasicAuth, EventCode, Filter, RetryKind, RetryPolicy,
     Subscription, SubscriptionSpec,

@@ -1,10 +1,13 @@
-//! Stream names: the top-level collections of the DataPool.
+//! Stream names, the top-level collections of the DataPool, and each stream's
+//! settings: whether it keeps its fields' history (SPEC §5 "Snapshots").
 
 use std::fmt;
 
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-use super::ValidationError;
+use super::{merge_patch, read_document, ValidationError};
 
 /// Longest stream name, in characters (SPEC §1).
 const MAX_LEN: usize = 64;
@@ -52,9 +55,123 @@ impl fmt::Display for StreamName {
     }
 }
 
+/// Days a stream keeps its fields' history unless its settings say otherwise.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+/// Longest history a stream may keep: ten years.
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
+/// A stream's snapshot switch (SPEC §5): while `enabled`, every change of a field of
+/// its items records a point of the field's history, kept `retention_days`. Off by
+/// default, so streams that nobody charts cost no history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Snapshots {
+    /// Whether changes are recorded now; points recorded before stay readable.
+    pub enabled: bool,
+    /// Days a point is kept, 1 – [`MAX_RETENTION_DAYS`].
+    pub retention_days: u32,
+}
+
+impl Default for Snapshots {
+    fn default() -> Self {
+        Snapshots {
+            enabled: false,
+            retention_days: DEFAULT_RETENTION_DAYS,
+        }
+    }
+}
+
+/// A stream's settings document, as `PATCH /api/admin/streams/{stream}` merges into it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsDocument {
+    snapshots: Snapshots,
+}
+
+/// Fields of a stream's admin document that describe it rather than set it: a patch may
+/// repeat them as a read showed them, and they are ignored.
+const DERIVED: [&str; 3] = ["name", "itemCount", "updatedAt"];
+
+impl Snapshots {
+    /// Whether these are the defaults (then nothing needs storing).
+    pub fn is_default(&self) -> bool {
+        *self == Snapshots::default()
+    }
+
+    /// The oldest time a point of history is kept at `now`.
+    pub fn kept_since(&self, now: Timestamp) -> Timestamp {
+        let days = i64::from(self.retention_days);
+        now.checked_sub(SignedDuration::from_hours(24 * days))
+            .unwrap_or(Timestamp::MIN)
+    }
+
+    /// These settings with a JSON Merge Patch (RFC 7396) of the stream's document
+    /// (`{"snapshots":{"enabled","retentionDays"}}`) applied, validated.
+    pub fn patched(&self, patch: &Value) -> Result<Snapshots, ValidationError> {
+        let Value::Object(fields) = patch else {
+            return Err(ValidationError(
+                "a PATCH body is a JSON object (a JSON Merge Patch)".into(),
+            ));
+        };
+        let mut fields = fields.clone();
+        for field in DERIVED {
+            fields.remove(field);
+        }
+        let mut document = json!({ "snapshots": self });
+        merge_patch(&mut document, &Value::Object(fields));
+        let SettingsDocument { snapshots } = read_document(document, "a stream")?;
+        if !(1..=MAX_RETENTION_DAYS).contains(&snapshots.retention_days) {
+            return Err(ValidationError::field(
+                "snapshots.retentionDays",
+                format!("must be a whole number of days from 1 to {MAX_RETENTION_DAYS}"),
+            ));
+        }
+        Ok(snapshots)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_settings_merge_and_refuse_bad_values() {
+        let off = Snapshots::default();
+        let on = off
+            .patched(&json!({"snapshots": {"enabled": true, "retentionDays": 7}}))
+            .expect("valid");
+        assert_eq!(
+            on,
+            Snapshots {
+                enabled: true,
+                retention_days: 7
+            }
+        );
+        let kept = on
+            .patched(&json!({"name": "s", "itemCount": 3, "snapshots": {"enabled": false}}))
+            .expect("derived fields are ignored");
+        assert_eq!(kept.retention_days, 7);
+        assert!(!kept.enabled);
+        for bad in [
+            json!({"snapshots": {"retentionDays": 0}}),
+            json!({"snapshots": {"retentionDays": 3651}}),
+            json!({"snapshots": {"retentionDays": -1}}),
+            json!({"snapshots": {"retentionDays": 1.5}}),
+            json!({"snapshots": {"enabled": "yes"}}),
+            json!({"snapshots": {"other": 1}}),
+            json!({"snapshots": null}),
+            json!({"other": 1}),
+            json!([1]),
+        ] {
+            assert!(off.patched(&bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            off.patched(&json!({"snapshots": {"retentionDays": 3650}}))
+                .expect("the longest")
+                .retention_days,
+            3650
+        );
+    }
 
     #[test]
     fn accepts_the_documented_alphabet() {

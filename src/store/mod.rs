@@ -20,10 +20,13 @@
 //!   it kept one `changes` tree of every stream by sequence; opening one drops that tree
 //!   and marks its changes as gone (readers resuming from them get `event: reset`);
 //! - `subscriptions`, `deliveries`, `outbox`, `delivery_log`: subscriptions and the
-//!   durable outbox of their deliveries (see [`Outbox`]).
+//!   durable outbox of their deliveries (see [`Outbox`]);
+//! - `history`: the points of the fields' history of streams with snapshots on,
+//!   by stream, item, field and time (see `history.rs`).
 
 mod activity;
 mod codec;
+mod history;
 mod journal;
 mod outbox;
 mod pool;
@@ -44,6 +47,7 @@ use crate::auth::KeyRecord;
 use crate::model::Connector;
 use codec::{decode, encode, Sealer};
 
+pub use history::{HistoryPage, HistorySweep, Point};
 pub use journal::{Accepted, IdempotencyRecord};
 pub use outbox::{Outbox, Recorded};
 pub use pool::StreamStats;
@@ -183,6 +187,7 @@ struct Inner {
     deliveries: sled::Tree,
     outbox: sled::Tree,
     delivery_log: sled::Tree,
+    history: sled::Tree,
     /// Active subscriptions and the pending count, in memory.
     outbox_state: Outbox,
     /// The data dir: sled lives in `db/`, the journal in `journal/`.
@@ -253,6 +258,7 @@ impl Store {
                 deliveries: db.open_tree("deliveries")?,
                 outbox,
                 delivery_log: db.open_tree("delivery_log")?,
+                history: db.open_tree("history")?,
                 outbox_state,
                 meta,
                 db,

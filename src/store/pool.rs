@@ -2,8 +2,9 @@
 //!
 //! [`Store::apply`] moves journal records into the pool in a single transaction
 //! (items, stream counts, change records, idempotency keys, the deliveries of the
-//! changes to subscribers, the applied mark), so replaying the journal after a crash
-//! applies each record exactly once.
+//! changes to subscribers, the points of history of streams with snapshots on, the
+//! applied mark), so replaying the journal after a crash applies each record exactly
+//! once.
 //!
 //! Every sled insert copies the leaf it lands in, so a pass writes per item only the
 //! item itself: per-connector counts and stream summaries are summed and written once,
@@ -21,11 +22,14 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
 
 use super::codec::encode_groups;
+use super::history;
 use super::journal::{seq_of, APPLIED_SEQ_KEY};
 use super::outbox;
 use super::Accepted;
-use super::{decode, encode, transact, Store, StoreError};
-use crate::model::{Change, ChangeKind, Fields, Item, StreamName, Upsert, UpsertMode, Write};
+use super::{abort, decode, encode, transact, Store, StoreError};
+use crate::model::{
+    Change, ChangeKind, Fields, Item, Snapshots, StreamName, Upsert, UpsertMode, Write,
+};
 
 /// `meta` key of the last change sequence handed out.
 const CHANGE_SEQ_KEY: &[u8] = b"change_seq";
@@ -49,6 +53,10 @@ pub struct StreamStats {
     pub item_count: u64,
     /// When an item of it last changed.
     pub updated_at: Option<Timestamp>,
+    /// Whether it records its fields' history. Kept with the summary that every pass
+    /// reads anyway, so a stream with snapshots off costs no lookup of its own.
+    #[serde(default, skip_serializing_if = "Snapshots::is_default")]
+    pub snapshots: Snapshots,
 }
 
 /// `stream \0 item id`: items sort by id within their stream.
@@ -93,6 +101,8 @@ pub(super) fn tx_seq(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
 /// after a restart stamps what the first apply would have.
 struct Pass<'t> {
     items: &'t TransactionalTree,
+    /// Points of the fields' history, for streams with snapshots on.
+    history: &'t TransactionalTree,
     change_seq: u64,
     stats: HashMap<String, StreamStats>,
     owned: HashMap<String, i64>,
@@ -109,9 +119,13 @@ impl Pass<'_> {
             };
             self.stats.insert(stream.to_owned(), stats);
         }
+        let recording = self
+            .stats
+            .get(stream)
+            .is_some_and(|stats| stats.snapshots.enabled);
         let before = self.made.len();
         for upsert in &write.upserts {
-            self.upsert(write, upsert)?;
+            self.upsert(write, upsert, recording)?;
         }
         for id in &write.deletes {
             self.delete(write, id)?;
@@ -133,7 +147,9 @@ impl Pass<'_> {
         Ok(())
     }
 
-    fn upsert(&mut self, write: &Write, upsert: &Upsert) -> TxResult<()> {
+    /// Applies one upsert; with `recording`, each field it changes also gets a point in
+    /// the history.
+    fn upsert(&mut self, write: &Write, upsert: &Upsert, recording: bool) -> TxResult<()> {
         let key = item_key(write.stream.as_str(), &upsert.id);
         let current: Option<Item> = self.items.get(&key)?.map(|v| tx_decode(&v)).transpose()?;
         let Some(item) = Item::upserted(
@@ -145,6 +161,13 @@ impl Pass<'_> {
         ) else {
             return Ok(());
         };
+        if recording {
+            for (field, value) in Item::changed_fields(current.as_ref(), upsert) {
+                let point =
+                    history::point_key(write.stream.as_str(), &upsert.id, field, write.accepted_at);
+                self.history.insert(point, tx_encode(value)?)?;
+            }
+        }
         self.items.insert(key, tx_encode(&item)?)?;
         let previous_writer = current.as_ref().map(|c| c.connector_id.as_str());
         if previous_writer != Some(item.connector_id.as_str()) {
@@ -289,6 +312,7 @@ impl Store {
             &inner.subscriptions,
             &inner.deliveries,
             &inner.outbox,
+            &inner.history,
         );
         let (made, queued) = transact(trees.transaction(
             |(
@@ -301,9 +325,11 @@ impl Store {
                 subscriptions,
                 deliveries,
                 outbox,
+                history,
             )| {
                 let mut pass = Pass {
                     items,
+                    history,
                     change_seq: tx_seq(meta, CHANGE_SEQ_KEY)?,
                     stats: HashMap::new(),
                     owned: HashMap::new(),
@@ -337,6 +363,21 @@ impl Store {
             .items
             .get(item_key(stream, id))?
             .map(|v| decode(&v))
+            .transpose()
+    }
+
+    /// One item's fields alone: what deciding whether an upsert changes the item needs,
+    /// read without the rest (its id, times and writer are skipped, not decoded).
+    fn item_fields(&self, stream: &str, id: &str) -> Result<Option<Fields>, StoreError> {
+        /// The one part of a stored item this needs; serde skips the rest.
+        #[derive(Deserialize)]
+        struct StoredFields {
+            fields: Fields,
+        }
+        self.inner
+            .items
+            .get(item_key(stream, id))?
+            .map(|v| decode::<StoredFields>(&v).map(|stored| stored.fields))
             .transpose()
     }
 
@@ -397,7 +438,7 @@ impl Store {
     ) -> Result<Vec<Upsert>, StoreError> {
         let mut changing = Vec::new();
         for upsert in upserts {
-            let current = self.item(stream, &upsert.id)?;
+            let current = self.item_fields(stream, &upsert.id)?;
             if Item::changed_by(current.as_ref(), &upsert, mode) {
                 changing.push(upsert);
             }
@@ -410,7 +451,7 @@ impl Store {
     /// writer, so this holds until it applies them). Each item is read once: a busy
     /// item is often upserted many times in one pass.
     fn changes_nothing(&self, records: &[(u64, Accepted)]) -> Result<bool, StoreError> {
-        let mut items: HashMap<(&str, &str), Option<Item>> = HashMap::new();
+        let mut items: HashMap<(&str, &str), Option<Fields>> = HashMap::new();
         for (_, Accepted { write, idempotency }) in records {
             if idempotency.is_some() || !write.deletes.is_empty() {
                 return Ok(false);
@@ -419,7 +460,7 @@ impl Store {
             for upsert in &write.upserts {
                 let current = match items.entry((stream, upsert.id.as_str())) {
                     Entry::Occupied(entry) => entry.into_mut(),
-                    Entry::Vacant(entry) => entry.insert(self.item(stream, &upsert.id)?),
+                    Entry::Vacant(entry) => entry.insert(self.item_fields(stream, &upsert.id)?),
                 };
                 if Item::changed_by(current.as_ref(), upsert, write.mode) {
                     return Ok(false);
@@ -452,6 +493,27 @@ impl Store {
             .get(name)?
             .map(|v| decode(&v))
             .transpose()
+    }
+
+    /// Sets the snapshot switch of `stream`, durably; its summary after, or
+    /// [`StoreError::NotFound`] for a stream that never had items. Blocking.
+    pub fn set_snapshots(
+        &self,
+        stream: &str,
+        snapshots: Snapshots,
+    ) -> Result<StreamStats, StoreError> {
+        let tree = &self.inner.streams;
+        self.durably(|| {
+            transact(tree.transaction(|streams| {
+                let Some(value) = streams.get(stream)? else {
+                    return abort(StoreError::NotFound);
+                };
+                let mut stats: StreamStats = tx_decode(&value)?;
+                stats.snapshots = snapshots;
+                streams.insert(stream.as_bytes(), tx_encode(&stats)?)?;
+                Ok(stats)
+            }))
+        })
     }
 
     /// Up to `limit` changes of `stream` after sequence `after`, oldest first. Reads

@@ -349,9 +349,25 @@ impl TestServer {
 
     /// Stops the server with SIGTERM and starts it again on the same data dir.
     pub async fn restart(&mut self) {
+        self.stop_cleanly().await;
+        self.launch().await;
+    }
+
+    /// Stops the server with SIGTERM and starts it again on the same data dir with `env`
+    /// as its extra environment instead of what it had.
+    pub async fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.stop_cleanly().await;
+        self.options.env = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        self.launch().await;
+    }
+
+    /// Stops the server with SIGTERM, asserting that it exits 0.
+    async fn stop_cleanly(&mut self) {
         let status = self.stop("TERM").await;
         assert!(status.success(), "exit {status}:\n{}", self.logs());
-        self.launch().await;
     }
 
     /// Runs the CLI against this server, with `stdin` as its standard input.

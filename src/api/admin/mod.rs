@@ -5,6 +5,7 @@ pub mod backup;
 pub mod connectors;
 pub mod monitoring;
 pub mod read_keys;
+pub mod streams;
 pub mod subscriptions;
 pub mod upload;
 
