@@ -15,6 +15,8 @@ const HISTORY_PAGE = 1000;
 /** Pages of history read at most for one field panel. */
 const HISTORY_PAGES = 5;
 const SVG = "http://www.w3.org/2000/svg";
+/** The longest retention the server accepts, in days. */
+const MAX_RETENTION_DAYS = 3650;
 
 /** Renders the Explorer into `view`, opened at `stream` and `item` when given. */
 export function render(view, stream, item) {
@@ -183,6 +185,7 @@ function applyChange(ex, type, change) {
     count.textContent = String(Number(count.textContent) + 1);
   }
   if (ex.stream !== stream) return;
+  if (ex.main.querySelector("#snapshots[data-unstored]")) loadSnapshots(ex, stream);
   const row = ex.main.querySelector(`tr[data-item="${CSS.escape(itemId)}"]`);
   if (row && previous) {
     previous.fields = fresh.fields;
@@ -210,6 +213,7 @@ async function selectStream(ex, stream, item, fieldName) {
       h("button", { type: "submit", class: "secondary" }, "Find item"));
     searchForm.addEventListener("submit", (event) => { event.preventDefault(); if (search.value.trim()) selectStream(ex, stream, search.value.trim()); });
     ex.main.replaceChildren(
+      snapshotsForm(ex, stream),
       h("section", { "aria-labelledby": "items-title" }, h("h2", { id: "items-title" }, `Items of ${stream}`), searchForm,
         h("div", { id: "items", "aria-live": "polite" }),
         h("div", { class: "pager" },
@@ -223,6 +227,77 @@ async function selectStream(ex, stream, item, fieldName) {
   }
   if (item) await showItem(ex, item);
   else ex.main.querySelector("#item-panel").replaceChildren();
+}
+
+/** The stream's Snapshots switch and retention, read and saved through the admin API. */
+function snapshotsForm(ex, stream) {
+  const enabled = h("input", { type: "checkbox", id: "snapshots-enabled", disabled: true });
+  const days = h("input", { type: "number", min: "1", max: String(MAX_RETENTION_DAYS), step: "1", required: true, disabled: true });
+  const save = h("button", { type: "submit", class: "secondary", disabled: true }, "Save snapshots");
+  const status = h("div", { id: "snapshots-status" });
+  const form = h("form", { id: "snapshots", noValidate: true },
+    h("fieldset", {}, h("legend", {}, `Snapshots of ${stream}`),
+      h("div", { class: "filters" },
+        h("div", { class: "field inline" }, enabled, h("label", { for: enabled.id }, "Record field history")),
+        field("Keep history (days)", days),
+        save),
+      status));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const retentionDays = Number(days.value);
+    if (!Number.isInteger(retentionDays) || retentionDays < 1 || retentionDays > MAX_RETENTION_DAYS) {
+      status.replaceChildren(errorBox(new Error(`Keep history for a whole number of days from 1 to ${MAX_RETENTION_DAYS}.`)));
+      return;
+    }
+    save.disabled = true;
+    status.replaceChildren(h("p", { class: "muted", role: "status" }, "Saving…"));
+    try {
+      const answer = await api("PATCH", `/api/admin/streams/${seg(stream)}`, { snapshots: { enabled: enabled.checked, retentionDays } });
+      showSnapshots(form, answer.stream.snapshots);
+      status.replaceChildren(h("p", { class: "saved", role: "status" }, `Saved. ${snapshotsText(answer.stream.snapshots)}`));
+      if (ex.stream === stream && ex.item) showItem(ex, ex.item);
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+    } finally {
+      save.disabled = false;
+    }
+  });
+  loadSnapshots(ex, stream, form);
+  return form;
+}
+
+/** Fills the Snapshots form with what the server holds for `stream`. */
+async function loadSnapshots(ex, stream, form = ex.main.querySelector("#snapshots")) {
+  const status = form.querySelector("#snapshots-status");
+  const unstored = () => {
+    form.dataset.unstored = "";
+    status.replaceChildren(h("p", { class: "muted" }, "Snapshots can be switched on once the stream holds its first item."));
+  };
+  if (!ex.stored.has(stream)) {
+    unstored();
+    return;
+  }
+  try {
+    const answer = await api("GET", `/api/admin/streams/${seg(stream)}`);
+    delete form.dataset.unstored;
+    showSnapshots(form, answer.stream.snapshots);
+    for (const control of form.querySelectorAll("input, button")) control.disabled = false;
+    status.replaceChildren(h("p", { class: "muted" }, snapshotsText(answer.stream.snapshots)));
+  } catch (error) {
+    if (error.status === 404) unstored();
+    else status.replaceChildren(errorBox(error));
+  }
+}
+
+function showSnapshots(form, snapshots) {
+  form.querySelector("#snapshots-enabled").checked = snapshots.enabled;
+  form.querySelector("input[type='number']").value = String(snapshots.retentionDays);
+}
+
+function snapshotsText(snapshots) {
+  return snapshots.enabled
+    ? `Snapshots are on: field history is kept ${snapshots.retentionDays} days.`
+    : "Snapshots are off: no field history is recorded.";
 }
 
 async function showPage(ex, highlight) {

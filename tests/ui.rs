@@ -46,6 +46,56 @@ async fn navigate(browser: &Browser, name: &str) {
         .expect("click the link");
 }
 
+/// Opens stream `name` in the Explorer's tree.
+async fn open_stream(browser: &Browser, name: &str) {
+    let xpath = format!("//li[@data-stream='{name}']/button[contains(@class,'tree-label')]");
+    browser
+        .find(By::XPath(&xpath))
+        .await
+        .click()
+        .await
+        .expect("open the stream");
+}
+
+/// Opens item `item` from the Explorer's items table, then its field `field`.
+async fn open_field(browser: &Browser, item: &str, field: &str) {
+    for xpath in [
+        format!("//tr[@data-item='{item}']//button"),
+        format!("//tr[@data-field='{field}']//button"),
+    ] {
+        browser
+            .find(By::XPath(&xpath))
+            .await
+            .click()
+            .await
+            .expect("open");
+    }
+}
+
+/// Follows the link reading `text` among the elements `css` matches.
+async fn open_link(browser: &Browser, css: &str, text: &str) {
+    browser
+        .find_text(By::Css(css), text)
+        .await
+        .click()
+        .await
+        .expect("follow the link");
+}
+
+/// The texts of every element `css` matches, in page order.
+async fn texts(browser: &Browser, css: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    for element in browser
+        .driver
+        .find_all(By::Css(css))
+        .await
+        .unwrap_or_default()
+    {
+        texts.push(element.text().await.unwrap_or_default());
+    }
+    texts
+}
+
 /// The text of the Data Sources row of connector `id`, once it contains `text`.
 async fn source_row_with(browser: &Browser, id: &str, text: &str) -> WebElement {
     let xpath = format!("//tr[@data-connector='{id}'][contains(., '{text}')]");
@@ -109,12 +159,7 @@ async fn an_operator_runs_the_box_from_the_browser() {
     );
 
     // The wizard: type → configure → map → test → save & activate.
-    browser
-        .find_text(By::Css("a.button"), "New connector")
-        .await
-        .click()
-        .await
-        .expect("click");
+    open_link(&browser, "a.button", "New connector").await;
     browser
         .find(By::Css("input[name='type'][value='webhook']:checked"))
         .await;
@@ -148,14 +193,7 @@ async fn an_operator_runs_the_box_from_the_browser() {
 
     // The Explorer follows the stream live: a new item appears, a changed value flashes.
     navigate(&browser, "Explorer").await;
-    browser
-        .find(By::XPath(
-            "//li[@data-stream='sales']/button[contains(@class,'tree-label')]",
-        ))
-        .await
-        .click()
-        .await
-        .expect("open the stream");
+    open_stream(&browser, "sales").await;
     browser
         .find_text(By::Css("#items .empty"), "No items in this stream yet")
         .await;
@@ -217,12 +255,7 @@ async fn an_operator_runs_the_box_from_the_browser() {
         .expect("connector id")
         .to_owned();
     source_row_with(&browser, &id, "Active").await;
-    browser
-        .find_text(By::Css("#sources a"), "Sales feed")
-        .await
-        .click()
-        .await
-        .expect("click");
+    open_link(&browser, "#sources a", "Sales feed").await;
     browser.click_button("Rotate key").await;
     browser.find(By::Css("dialog[open]")).await;
     browser
@@ -267,24 +300,14 @@ async fn an_operator_runs_the_box_from_the_browser() {
     browser
         .find_text(By::Css(".empty"), "No subscriptions yet")
         .await;
-    browser
-        .find_text(By::Css("a.button"), "New subscription")
-        .await
-        .click()
-        .await
-        .expect("click");
+    open_link(&browser, "a.button", "New subscription").await;
     browser.fill("Name", "Reports").await;
     browser.fill("URL", "http://127.0.0.1:9/hook").await;
     browser.click_button("Create subscription").await;
     browser
         .find_text(By::Css("p.warning"), "shown only this once")
         .await;
-    browser
-        .find_text(By::Css("a.button"), "Done")
-        .await
-        .click()
-        .await
-        .expect("click");
+    open_link(&browser, "a.button", "Done").await;
     browser
         .find(By::XPath(
             "//tr[contains(., 'Reports')][contains(., 'Active')]",
@@ -351,12 +374,7 @@ async fn the_wizard_tests_a_file_connector_on_the_server_before_activating_it() 
     let folder = tempfile::tempdir().expect("watched folder");
     std::fs::write(folder.path().join("stock.csv"), "sku,qty\nA-1,5\nB-2,7\n").expect("csv");
     sign_in(&server, &browser, &server.token()).await;
-    browser
-        .find_text(By::Css("a.button"), "New connector")
-        .await
-        .click()
-        .await
-        .expect("click");
+    open_link(&browser, "a.button", "New connector").await;
     browser
         .find(By::Css("input[name='type'][value='file']"))
         .await
@@ -441,12 +459,7 @@ async fn a_subscriptions_page_shows_its_deliveries_re_sends_one_and_edits_it() {
 
     sign_in(&server, &browser, &server.token()).await;
     navigate(&browser, "Webhooks").await;
-    browser
-        .find_text(By::Css("#subscriptions a"), "Reports")
-        .await
-        .click()
-        .await
-        .expect("open");
+    open_link(&browser, "#subscriptions a", "Reports").await;
     let delivered =
         "//section[@aria-labelledby='deliveries-title']//tr[contains(., 'item.created')]";
     browser
@@ -471,12 +484,7 @@ async fn a_subscriptions_page_shows_its_deliveries_re_sends_one_and_edits_it() {
         })
         .await;
 
-    browser
-        .find_text(By::Css("a.button"), "Edit")
-        .await
-        .click()
-        .await
-        .expect("edit");
+    open_link(&browser, "a.button", "Edit").await;
     browser.fill("Name", "Daily reports").await;
     browser.click_button("Save subscription").await;
     browser.find_text(By::Css("h1"), "Daily reports").await;
@@ -511,12 +519,7 @@ async fn an_upload_connectors_page_tests_a_file_then_imports_it() {
     std::fs::write(&file, "sku,price\nA-1,9.5\nB-2,12\n").expect("csv");
     sign_in(&server, &browser, &server.token()).await;
     source_row_with(&browser, &id, "Prices").await;
-    browser
-        .find_text(By::Css("#sources a"), "Prices")
-        .await
-        .click()
-        .await
-        .expect("open");
+    open_link(&browser, "#sources a", "Prices").await;
     let chooser = browser.control("File").await;
     chooser
         .send_keys(file.to_string_lossy())
@@ -539,6 +542,170 @@ async fn an_upload_connectors_page_tests_a_file_then_imports_it() {
         .await
         .expect("imported");
     assert_eq!(item["fields"]["price"], json!(12));
+    assert_no_console_errors(&browser).await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_switched_on_in_the_explorer_show_a_fields_history() {
+    let Some((server, browser)) = start().await else {
+        return;
+    };
+    let (_, key) = common::create_connector(
+        &server,
+        &json!({"name": "Meters", "type": "webhook", "stream": "meters", "itemKey": "meter"}),
+    )
+    .await;
+    push_ok(&server, "meters", &key, &json!({"meter": "m1", "kwh": 10})).await;
+    common::wait_for_item(&server, "meters", "m1", |_| true).await;
+    sign_in(&server, &browser, &server.token()).await;
+    navigate(&browser, "Explorer").await;
+    open_stream(&browser, "meters").await;
+    browser
+        .find_text(By::Id("snapshots-status"), "Snapshots are off")
+        .await;
+
+    // A retention the server would refuse is caught with a message, and nothing changes.
+    browser
+        .control("Record field history")
+        .await
+        .click()
+        .await
+        .expect("switch snapshots on");
+    browser.fill("Keep history (days)", "0").await;
+    browser.click_button("Save snapshots").await;
+    browser
+        .find_text(By::Css("#snapshots-status .error"), "from 1 to 3650")
+        .await;
+    let settings = "/api/admin/streams/meters";
+    let stored = server.admin(Method::GET, settings, None).await;
+    assert_eq!(stored.body["stream"]["snapshots"]["enabled"], json!(false));
+
+    browser.fill("Keep history (days)", "7").await;
+    browser.click_button("Save snapshots").await;
+    browser
+        .find_text(
+            By::Css("#snapshots-status .saved"),
+            "Saved. Snapshots are on: field history is kept 7 days.",
+        )
+        .await;
+    let stored = server.admin(Method::GET, settings, None).await;
+    assert_eq!(
+        stored.body["stream"]["snapshots"],
+        json!({"enabled": true, "retentionDays": 7})
+    );
+
+    for kwh in [12, 15] {
+        push_ok(&server, "meters", &key, &json!({"meter": "m1", "kwh": kwh})).await;
+        common::wait_for_item(&server, "meters", "m1", |item| {
+            item["fields"]["kwh"] == json!(kwh)
+        })
+        .await;
+    }
+    open_field(&browser, "m1", "kwh").await;
+    browser
+        .until("both changes in the timeline", async || {
+            texts(&browser, "#field-panel ol.timeline li code").await == ["15", "12"]
+        })
+        .await;
+    let line = browser
+        .find(By::Css("#field-panel svg.sparkline polyline"))
+        .await;
+    let points = line
+        .attr("points")
+        .await
+        .expect("attribute")
+        .expect("the line's points");
+    assert_eq!(points.split(' ').count(), 2, "{points}");
+    assert_no_console_errors(&browser).await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connectors_log_filters_narrow_its_entries() {
+    let Some((server, browser)) = start().await else {
+        return;
+    };
+    let (id, key) = common::create_connector(
+        &server,
+        &json!({"name": "Sales", "type": "webhook", "stream": "sales", "itemKey": "region"}),
+    )
+    .await;
+    push_ok(
+        &server,
+        "sales",
+        &key,
+        &json!({"region": "north", "sales": 1}),
+    )
+    .await;
+    let refused = common::push(&server, "sales", &key, &json!("not an object")).await;
+    assert!(refused.status.is_client_error(), "{}", refused.body);
+    sign_in(&server, &browser, &server.token()).await;
+    source_row_with(&browser, &id, "Sales").await;
+    open_link(&browser, "#sources a", "Sales").await;
+    let events = "section[aria-labelledby='logs-title'] td[data-label='Event']";
+    browser
+        .until("both kinds of entry in the log", async || {
+            let shown = texts(&browser, events).await;
+            shown.contains(&"push".to_owned()) && shown.contains(&"rejected".to_owned())
+        })
+        .await;
+    browser.choose("Level", "error").await;
+    assert_eq!(texts(&browser, events).await, ["rejected"]);
+    browser.choose("Level", "All levels").await;
+    browser.fill("Event", "push").await;
+    assert_eq!(texts(&browser, events).await, ["push"]);
+    browser.choose("Level", "error").await;
+    browser
+        .find_text(
+            By::Css("section[aria-labelledby='logs-title'] .empty"),
+            "No entries match the filters.",
+        )
+        .await;
+    assert_no_console_errors(&browser).await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn activate_makes_a_deactivated_subscription_active_again() {
+    let Some((server, browser)) = start().await else {
+        return;
+    };
+    let created = server
+        .admin(
+            Method::POST,
+            "/api/admin/subscriptions",
+            Some(&json!({"name": "Reports", "url": "http://127.0.0.1:9/hook", "events": ["item.created"]})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["subscription"]["id"]
+        .as_str()
+        .expect("subscription id");
+    let deactivated = server
+        .admin(
+            Method::POST,
+            &format!("/api/admin/subscriptions/{id}/deactivate"),
+            None,
+        )
+        .await;
+    assert_eq!(deactivated.status, StatusCode::OK, "{}", deactivated.body);
+    sign_in(&server, &browser, &server.token()).await;
+    navigate(&browser, "Webhooks").await;
+    let row = |status: &str, action: &str| {
+        format!(
+            "//tr[@data-subscription='{id}'][contains(., '{status}')][.//button[normalize-space()='{action}']]"
+        )
+    };
+    browser.find(By::XPath(row("Inactive", "Activate"))).await;
+    browser.click_button("Activate").await;
+    let active = browser.find(By::XPath(row("Active", "Deactivate"))).await;
+    let shown = active.text().await.expect("text");
+    assert!(!shown.contains("Inactive"), "{shown}");
+    let stored = server
+        .admin(Method::GET, "/api/admin/subscriptions", None)
+        .await;
+    assert_eq!(stored.body["subscriptions"][0]["active"], json!(true));
     assert_no_console_errors(&browser).await;
     browser.quit().await;
 }
@@ -784,6 +951,24 @@ async fn screenshots_of_every_page() {
         .await;
     }
     receiver.wait_for(4, PATIENCE).await;
+    let snapshots = json!({"snapshots": {"enabled": true, "retentionDays": 90}});
+    let on = server
+        .admin(Method::PATCH, "/api/admin/streams/sales", Some(&snapshots))
+        .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+    for sales in [1250, 1180, 1320, 1290, 1410] {
+        push_ok(
+            &server,
+            "sales",
+            &key,
+            &json!({"region": "north", "sales": sales}),
+        )
+        .await;
+    }
+    common::wait_for_item(&server, "sales", "north", |item| {
+        item["fields"]["sales"] == json!(1410)
+    })
+    .await;
 
     browser.driver.goto(server.url("/")).await.expect("open");
     browser.find_text(By::Css("h1"), "Sign in").await;
@@ -791,12 +976,7 @@ async fn screenshots_of_every_page() {
     sign_in(&server, &browser, &server.token()).await;
     browser.find(By::Css("#sources")).await;
     shot("data-sources").await;
-    browser
-        .find_text(By::Css("a.button"), "New connector")
-        .await
-        .click()
-        .await
-        .expect("click");
+    open_link(&browser, "a.button", "New connector").await;
     browser.click_button("Next").await;
     browser.fill("Name", "Orders").await;
     browser.click_button("Next").await;
@@ -810,12 +990,7 @@ async fn screenshots_of_every_page() {
     browser.click_button("Save & activate").await;
     browser.find(By::Id("ingest-key")).await;
     shot("wizard-key-once").await;
-    browser
-        .find_text(By::Css("a.button"), "Done")
-        .await
-        .click()
-        .await
-        .expect("click");
+    open_link(&browser, "a.button", "Done").await;
     browser.find_text(By::Css("h2"), "Log").await;
     shot("connector-detail").await;
     navigate(&browser, "Explorer").await;
@@ -827,37 +1002,32 @@ async fn screenshots_of_every_page() {
         .click()
         .await
         .expect("expand");
+    open_stream(&browser, "sales").await;
+    open_field(&browser, "north", "sales").await;
     browser
-        .find(By::XPath(
-            "//li[@data-stream='sales']/button[contains(@class,'tree-label')]",
-        ))
-        .await
-        .click()
-        .await
-        .expect("open");
+        .find(By::Css("#field-panel svg.sparkline polyline"))
+        .await;
+    // Tall enough for the stream's snapshots, its items and the field's history at once.
     browser
-        .find(By::XPath("//tr[@data-item='north']//button"))
+        .driver
+        .set_window_rect(0, 0, 1280, 1400)
         .await
-        .click()
-        .await
-        .expect("item");
+        .expect("a taller window");
     browser
-        .find(By::XPath("//tr[@data-field='sales']//button"))
+        .driver
+        .execute("window.scrollTo(0, 0);", vec![])
         .await
-        .click()
-        .await
-        .expect("field");
-    browser.find(By::Css("#field-panel h3")).await;
+        .expect("scroll to the top");
     shot("explorer").await;
+    browser
+        .driver
+        .set_window_rect(0, 0, 1280, 900)
+        .await
+        .expect("the usual window");
     navigate(&browser, "Webhooks").await;
     browser.find(By::Css("#subscriptions")).await;
     shot("webhooks").await;
-    browser
-        .find_text(By::Css("#subscriptions a"), "Reports")
-        .await
-        .click()
-        .await
-        .expect("open");
+    open_link(&browser, "#subscriptions a", "Reports").await;
     browser.find_text(By::Css("h2"), "Delivery log").await;
     shot("webhook-detail").await;
     browser
