@@ -49,8 +49,10 @@ pub use health::Health;
 /// ([`Charge`]), not by this count.
 const QUEUE_CAPACITY: usize = 4096;
 /// Committed groups that may wait for the applier; past it, the committer waits, which
-/// holds new 202s back. Their memory is bounded by the byte budget, not by this count.
-const APPLY_QUEUE_GROUPS: usize = 64;
+/// holds new 202s back. Their memory is bounded by the byte budget, not by this count,
+/// which only has to outlast a checkpoint's pause of the applier: at a commit every
+/// 50 µs, 1,024 groups are 50 ms of them.
+const APPLY_QUEUE_GROUPS: usize = 1024;
 /// `Retry-After` of a push refused because accepted writes fill the byte budget: the
 /// applier usually frees budget within a second.
 const BUSY_RETRY_AFTER_SECONDS: u64 = 1;
