@@ -1,6 +1,8 @@
 //! JSON Merge Patch (RFC 7396), the semantics of every admin `PATCH`.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use super::ValidationError;
 
 /// Applies `patch` to `target` in place: objects merge key by key, `null` removes a
 /// key, anything else replaces the value whole.
@@ -21,6 +23,24 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
             }
         }
     }
+}
+
+/// The members of a PATCH body, which must be a JSON object, less the `derived` ones
+/// a read shows and a patch may repeat (they are the server's, and ignored).
+pub fn patch_members(
+    patch: &Value,
+    derived: &[&str],
+) -> Result<Map<String, Value>, ValidationError> {
+    let Value::Object(members) = patch else {
+        return Err(ValidationError(
+            "a PATCH body is a JSON object (a JSON Merge Patch)".into(),
+        ));
+    };
+    let mut members = members.clone();
+    for name in derived {
+        members.remove(*name);
+    }
+    Ok(members)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub use item::{
     flatten, item_id, map_fields, name_bytes, Change, ChangeKind, Fields, Item, ItemView, Upsert,
     Write, MAX_ITEM_ID_BYTES,
 };
-pub use merge_patch::merge_patch;
+pub use merge_patch::{merge_patch, patch_members};
 pub use read_key::{ReadKey, ReadKeySpec};
 pub use secret::Secret;
 pub use stream::{Snapshots, StreamName, MAX_RETENTION_DAYS};

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 
-use super::{merge_patch, read_document, ValidationError};
+use super::{merge_patch, patch_members, read_document, ValidationError};
 
 /// Longest stream name, in characters (SPEC §1).
 const MAX_LEN: usize = 64;
@@ -129,15 +129,7 @@ impl Snapshots {
     /// These settings with a JSON Merge Patch (RFC 7396) of the stream's document
     /// (`{"snapshots":{"enabled","retentionDays"}}`) applied, validated.
     pub fn patched(&self, patch: &Value) -> Result<Snapshots, ValidationError> {
-        let Value::Object(fields) = patch else {
-            return Err(ValidationError(
-                "a PATCH body is a JSON object (a JSON Merge Patch)".into(),
-            ));
-        };
-        let mut fields = fields.clone();
-        for field in DERIVED {
-            fields.remove(field);
-        }
+        let fields = patch_members(patch, &DERIVED)?;
         let mut document = json!({ "snapshots": self });
         merge_patch(&mut document, &Value::Object(fields));
         let SettingsDocument { snapshots } = read_document(document, "a stream")?;

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 
-use super::{merge_patch, view, ChangeKind, Secret, StreamName, ValidationError};
+use super::{merge_patch, patch_members, view, ChangeKind, Secret, StreamName, ValidationError};
 use crate::ids;
 
 /// Longest subscription name, in characters.
@@ -556,15 +556,7 @@ impl Subscription {
     /// A patch may repeat what a read showed: derived fields, `passwordSet` and masked
     /// header values (`***`, which keep the stored value) are ignored.
     pub fn patched(&self, patch: &Value, now: Timestamp) -> Result<Self, ValidationError> {
-        let Value::Object(fields) = patch else {
-            return Err(ValidationError(
-                "a PATCH body is a JSON object (a JSON Merge Patch)".into(),
-            ));
-        };
-        let mut fields = fields.clone();
-        for field in DERIVED {
-            fields.remove(field);
-        }
+        let mut fields = patch_members(patch, &DERIVED)?;
         if fields.get("secret").and_then(Value::as_str) == Some("generate") {
             return Err(ValidationError::field(
                 "secret",
