@@ -163,7 +163,6 @@ impl Server {
             pollers,
             outbound,
             trusted_proxies: TrustedProxies::new(self.config.trusted_proxies.clone()),
-            submissions: background.clone(),
             metrics,
             metrics_token: self.config.metrics_token.clone(),
             sessions: Sessions::default(),

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap, Uri};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::auth::{Credential, FailedAuthLimiter, KeyKind, KeyRecord, RateLimiter};
 use crate::connectors::{Activity, Pollers, PushConnectors};
@@ -59,9 +58,6 @@ pub struct Services {
     pub outbound: Arc<Outbound>,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
-    /// Submissions that outlive their request (an idempotent write whose client hung
-    /// up), tracked so that shutdown waits for them.
-    pub submissions: TaskTracker,
     /// What the server counts, for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The bearer token `/metrics` asks for, when the configuration sets one.

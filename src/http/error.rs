@@ -262,10 +262,11 @@ where
     Fut: Future<Output = Response>,
 {
     let id = RequestId::generate();
-    let span = tracing::info_span!("request", request_id = %id, client = tracing::field::Empty, method = %request.method(), path = %logged_path(request.uri().path()));
-    if let Some(client) = client {
-        span.record("client", tracing::field::display(client));
-    }
+    // Every field given here, none recorded later: a field recorded into an open span
+    // makes the log formatter render all its fields again (with the JSON log format,
+    // about a tenth of a push's instructions).
+    let client = client.map(tracing::field::display);
+    let span = tracing::info_span!("request", request_id = %id, client, method = %request.method(), path = %logged_path(request.uri().path()));
     let mut response = handler(request, id.clone()).instrument(span.clone()).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         response = with_body(response, &error, &id);

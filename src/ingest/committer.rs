@@ -75,9 +75,10 @@ pub(super) struct Marks<'a> {
     pub(super) metrics: &'a Metrics,
 }
 
-/// Commits `group` (drained) and answers each request. A group the journal refuses
-/// because one request's record is over its limit is committed a request at a time, so
-/// only that request is refused.
+/// Commits `group` (drained) and answers each request; what the requests hold is
+/// dropped last, once their keys are among the unapplied ones (or refused). A group the
+/// journal refuses because one request's record is over its limit is committed a
+/// request at a time, so only that request is refused.
 fn commit_group(
     journal: &mut Wal,
     group: &mut Vec<Pending>,
@@ -85,9 +86,13 @@ fn commit_group(
     marks: Marks<'_>,
 ) {
     let metrics = marks.metrics;
+    let mut holds = Vec::new();
     let (accepted, waiting): (Vec<Accepted>, Vec<_>) = group
         .drain(..)
-        .map(|p| (p.accepted, (p.share, (p.queued, p.done))))
+        .map(|p| {
+            holds.extend(p.hold);
+            (p.accepted, (p.share, (p.queued, p.done)))
+        })
         .unzip();
     let alone = accepted.len() == 1;
     match commit(journal, &accepted, metrics) {
@@ -116,6 +121,7 @@ fn commit_group(
                 let mut one = vec![Pending {
                     accepted,
                     share,
+                    hold: None,
                     queued,
                     done,
                 }];
@@ -134,6 +140,7 @@ fn commit_group(
             }
         }
     }
+    drop(holds);
 }
 
 /// Appends `accepted` as one group and syncs it; their sequences, and when the sync

@@ -134,10 +134,18 @@ struct Pending {
     /// Its share of the byte budget, given back once it is applied (none for writers
     /// that wait for each write to be applied).
     share: Option<OwnedSemaphorePermit>,
+    /// Dropped once its commit's outcome is known, whether or not anyone waits for it.
+    hold: Option<Hold>,
     /// When it was queued.
     queued: Instant,
     done: oneshot::Sender<Result<Durable, IngestError>>,
 }
+
+/// What a write holds until its commit's outcome is known, and then drops: the claim on
+/// its idempotency key. Carried with the write rather than by its request, so that a
+/// client that hangs up once the write is queued does not free the key for a retry
+/// while the write may still commit.
+pub type Hold = Box<dyn Send>;
 
 /// A request's answer from the committer: its journal sequence, and when its group's
 /// sync finished.
@@ -302,15 +310,17 @@ impl Ingest {
     /// polls, deletes), so they take no share of the byte budget.
     pub async fn submit(&self, accepted: Accepted) -> Result<u64, IngestError> {
         self.health.check()?;
-        self.enqueue(accepted, None).await
+        self.enqueue(accepted, None, None).await
     }
 
     /// Like [`Ingest::submit`], paying for the memory the write holds until it is
-    /// applied from the byte budget as `charge` says.
+    /// applied from the byte budget as `charge` says, and keeping `hold` until its
+    /// commit's outcome is known.
     pub async fn submit_charged(
         &self,
         accepted: Accepted,
         charge: Charge,
+        hold: Option<Hold>,
     ) -> Result<u64, IngestError> {
         self.health.check()?;
         // A write waiting for room gives up once writes stop being applied: the room
@@ -319,19 +329,21 @@ impl Ingest {
             share = self.budget.take(charge) => share?,
             error = self.health.failing() => return Err(error),
         };
-        self.enqueue(accepted, Some(share)).await
+        self.enqueue(accepted, Some(share), hold).await
     }
 
     async fn enqueue(
         &self,
         accepted: Accepted,
         share: Option<OwnedSemaphorePermit>,
+        hold: Option<Hold>,
     ) -> Result<u64, IngestError> {
         let (done, result) = oneshot::channel();
         self.queue
             .send(Pending {
                 accepted,
                 share,
+                hold,
                 queued: Instant::now(),
                 done,
             })

@@ -60,11 +60,11 @@ pub use wal::{Replay, Wal, MAX_RECORD_BYTES, MAX_WRITE_BYTES};
 /// written by a newer datapool, and guessing at it could lose data.
 pub const SCHEMA_VERSION: u32 = 1;
 /// Memory sled may use for its page cache, by its own estimate: it holds several times
-/// this in practice, so the budget is small. Recent items are also in the OS page
-/// cache, so reads lose little. A 64 MiB bulk import into a fresh store peaked 57 – 59
-/// MiB above idle with 4 MiB (and 1 MiB segments), 64 – 69 MiB with 8 MiB
-/// (`bench/bulk-import`).
-const CACHE_CAPACITY_BYTES: u64 = 4 * 1024 * 1024;
+/// this in practice, so the budget is small. Reads through the API do not miss a larger
+/// one: random reads by id over a 500,000-item store served 40,500 – 42,500
+/// req/s with 2, 4 and 64 MiB, and 64 MiB cost a 64 MiB import 48 MiB more peak memory;
+/// 2 MiB took 2 MiB off its peak (`bench/bulk-import`, bench/README.md).
+const CACHE_CAPACITY_BYTES: u64 = 2 * 1024 * 1024;
 /// sled's log segment size for a new data dir. sled writes its write buffers a segment
 /// at a time and holds several at once, so this is memory (1 MiB instead of 2 MiB took
 /// about 4 MiB off a bulk import's peak); it writes any page over a quarter of a

@@ -1,10 +1,11 @@
 //! The DataPool itself: items by stream, per-stream counts, and the change log.
 //!
 //! [`Store::apply`] moves journal records into the pool in a single transaction
-//! (items, stream counts, change records, idempotency keys, the deliveries of the
-//! changes to subscribers, the points of history of streams with snapshots on, the
-//! applied mark), so replaying the journal after a crash applies each record exactly
-//! once.
+//! (items, stream counts, change records, the deliveries of the changes to
+//! subscribers, the points of history of streams with snapshots on, the applied mark),
+//! so replaying the journal after a crash applies each record exactly once. Their
+//! idempotency keys are written just before, as one batch (see
+//! `Store::remember_keys`).
 //!
 //! Every sled insert copies the leaf it lands in, so a pass writes per item only the
 //! item itself: per-connector counts and stream summaries are summed and written once,
@@ -291,6 +292,7 @@ impl Store {
             return Ok(Vec::new());
         };
         let _writing = self.writing();
+        self.remember_keys(records)?;
         if self.changes_nothing(records)? {
             // A sled transaction writes out sled's log buffer; a pass that changes
             // nothing needs only the applied mark, and losing that in a crash just
@@ -303,7 +305,6 @@ impl Store {
         let inner = &self.inner;
         let (routes, instance) = self.outbox_routes();
         let trees = (
-            &inner.idempotency,
             &inner.items,
             &inner.streams,
             &inner.stream_changes,
@@ -316,7 +317,6 @@ impl Store {
         );
         let (made, queued) = transact(trees.transaction(
             |(
-                keys,
                 items,
                 streams,
                 stream_changes,
@@ -335,11 +335,8 @@ impl Store {
                     owned: HashMap::new(),
                     made: Vec::new(),
                 };
-                for (_, Accepted { write, idempotency }) in records {
+                for (_, Accepted { write, .. }) in records {
                     pass.write(write, streams)?;
-                    if let Some((key, record)) = idempotency {
-                        keys.insert(key.as_slice(), tx_encode(record)?)?;
-                    }
                 }
                 pass.finish(streams, owners, stream_changes)?;
                 let queue = outbox::Queue {
@@ -355,6 +352,25 @@ impl Store {
         ))?;
         self.enqueued(queued);
         Ok(made)
+    }
+
+    /// Writes the idempotency keys of `records` as one batch, ahead of the pass that
+    /// applies the records: each tree a transaction spans adds to its commit's cost,
+    /// and a pass of keyed requests that change nothing needs no transaction at all.
+    /// Written first, the keys survive any crash that keeps the pass's applied mark
+    /// (sled recovers a prefix of its log); a crash that loses them loses the mark too,
+    /// and the journal replays both.
+    fn remember_keys(&self, records: &[(u64, Accepted)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut keys = 0;
+        for (key, record) in records.iter().filter_map(|(_, a)| a.idempotency.as_ref()) {
+            batch.insert(key.as_slice(), encode(record)?);
+            keys += 1;
+        }
+        if keys > 0 {
+            self.inner.idempotency.apply_batch(batch)?;
+        }
+        Ok(())
     }
 
     /// One item.
@@ -446,14 +462,14 @@ impl Store {
         Ok(changing)
     }
 
-    /// Whether applying `records` would change nothing: no idempotency key to keep, no
-    /// delete, and every upsert equal to its item (the applier is the pool's only
+    /// Whether applying `records` would change nothing: no delete, and every upsert
+    /// equal to its item (the applier is the pool's only
     /// writer, so this holds until it applies them). Each item is read once: a busy
     /// item is often upserted many times in one pass.
     fn changes_nothing(&self, records: &[(u64, Accepted)]) -> Result<bool, StoreError> {
         let mut items: HashMap<(&str, &str), Option<Fields>> = HashMap::new();
-        for (_, Accepted { write, idempotency }) in records {
-            if idempotency.is_some() || !write.deletes.is_empty() {
+        for (_, Accepted { write, .. }) in records {
+            if !write.deletes.is_empty() {
                 return Ok(false);
             }
             let stream = write.stream.as_str();

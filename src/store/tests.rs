@@ -405,6 +405,54 @@ fn a_pass_that_changes_nothing_only_moves_the_applied_mark() {
     );
 }
 
+/// `record` with the idempotency key `key` and a first answer naming `answer`.
+fn keyed(mut record: Accepted, key: &str, answer: &str) -> Accepted {
+    let remembered = IdempotencyRecord {
+        body: json!({"requestId": answer}),
+        body_sha256: "0".repeat(64),
+        expires_at: jiff::Timestamp::MAX,
+    };
+    record.idempotency = Some((key.as_bytes().to_vec(), remembered));
+    record
+}
+
+#[test]
+fn idempotency_keys_are_kept_by_passes_that_change_nothing_and_survive_reopening() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let now = jiff::Timestamp::now();
+    {
+        let store = Store::open(dir.path()).expect("open");
+        let first = keyed(upserting("sales", "c_a", &["n"], 3), "c_a\0one", "req_1");
+        assert_eq!(store.apply(&[(1, first)]).expect("apply").len(), 1);
+        // The same data again under new keys: no change, but both keys are kept.
+        let again = [
+            (
+                2,
+                keyed(upserting("sales", "c_a", &["n"], 3), "c_a\0two", "req_2"),
+            ),
+            (
+                3,
+                keyed(upserting("sales", "c_a", &["n"], 3), "c_a\0three", "req_3"),
+            ),
+        ];
+        assert!(store.apply(&again).expect("apply").is_empty());
+        assert_eq!(store.applied_seq().expect("mark"), 3);
+        store.checkpoint().expect("checkpoint");
+    }
+    let store = Store::open(dir.path()).expect("reopen");
+    for (key, answer) in [("one", "req_1"), ("two", "req_2"), ("three", "req_3")] {
+        let record = store
+            .idempotency(format!("c_a\0{key}").as_bytes(), now)
+            .expect("read")
+            .unwrap_or_else(|| panic!("key {key} forgotten"));
+        assert_eq!(record.body["requestId"], answer);
+    }
+    assert!(store
+        .idempotency(b"c_a\0four", now)
+        .expect("read")
+        .is_none());
+}
+
 fn subscription(name: &str, streams: serde_json::Value) -> crate::model::Subscription {
     let spec = crate::model::SubscriptionSpec::from_json(json!({"name": name,
         "url": "http://127.0.0.1:9/hook", "events": ["item.created"], "streams": streams}))

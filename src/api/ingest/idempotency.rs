@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::success;
 use crate::api::Services;
 use crate::http::ApiError;
-use crate::ingest::Charge;
+use crate::ingest::{Charge, Hold};
 use crate::model::{item_id, Connector, Dedup, LogLevel};
 use crate::store::{Accepted, IdempotencyRecord};
 
@@ -153,27 +153,22 @@ pub(super) fn claim(
     Ok(Claim::Replay(response))
 }
 
-/// Submits `accepted`, which carries the idempotency record of `claim`'s key, and
-/// releases the key only once the commit's outcome is known. The submission runs on a
-/// task of its own: a client that hangs up after its request reached the committer
-/// drops the request, but not the claim, so a retry meanwhile gets 409 and, once the
-/// write is committed, the first answer (`Idempotent-Replayed`), never a second write.
+/// Submits `accepted`, which carries the idempotency record of `claim`'s key; the
+/// claim goes with the write to the committer, which releases the key only once the
+/// commit's outcome is known. A client that hangs up after its write was queued drops
+/// the request, but not the claim, so a retry meanwhile gets 409 and, once the write is
+/// committed, the first answer (`Idempotent-Replayed`), never a second write.
 pub(super) async fn submit_holding(
     services: &Services,
     accepted: Accepted,
     charge: Charge,
     claim: Option<KeyGuard>,
 ) -> Result<u64, ApiError> {
-    let Some(claim) = claim else {
-        return Ok(services.ingest.submit_charged(accepted, charge).await?);
-    };
-    let ingest = services.ingest.clone();
-    let submitted = services.submissions.spawn(async move {
-        let submitted = ingest.submit_charged(accepted, charge).await;
-        drop(claim);
-        submitted
-    });
-    Ok(submitted.await.map_err(ApiError::internal)??)
+    let hold = claim.map(|claim| Box::new(claim) as Hold);
+    Ok(services
+        .ingest
+        .submit_charged(accepted, charge, hold)
+        .await?)
 }
 
 /// What to remember under the key: the answer, the body's digest, and until when.

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
@@ -131,9 +132,13 @@ pub async fn webhook_direct(
     request_id: RequestId,
     client: IpAddr,
 ) -> Response {
-    let (parts, body) = request.into_parts();
+    // The URI, like the headers and the body, is a view of the connection's read
+    // buffer: dropped here rather than with the answer, it no longer holds that buffer
+    // while the request waits for its commit, and the connection reads its next
+    // request into the same buffer instead of a new one.
+    let (Parts { headers, .. }, body) = request.into_parts();
     let path = (Some(stream), None);
-    let request = PushRequest::new(parts.headers, body, path, request_id, Some(client));
+    let request = PushRequest::new(headers, body, path, request_id, Some(client));
     serve(state, Route::Webhook, request).await.into_response()
 }
 
