@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::http::Response;
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -159,13 +160,14 @@ async fn serve_connection(
     // Beneath TLS, so that a handshake's writes are watched as well.
     let stream = StalledWrites::new(stream, watch.idle_timeout);
     let activity = watch.activity.clone();
+    // A combinator, not an `async` block: a block awaiting the future it captured
+    // would hold it twice (the capture and the awaited copy), doubling what hyper moves
+    // into place for every request (9.4 KiB instead of 4.7).
     let service = service_fn(move |request: Request<Incoming>| {
         let open = activity.open();
-        let response = routes.respond(request, remote);
-        async move {
-            let response = response.await;
+        routes.respond(request, remote).map(move |response| {
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, open)))
-        }
+        })
     });
     match tls {
         None => watch.serve(stream, service).await,
