@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::receiver::{Receiver, Reply};
 use common::{
     create_connector, eventually, push, push_ok, send, wait_for_item, webhook, Options, TestServer,
@@ -20,20 +18,14 @@ use common::{
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// Whether python3 can import the reference parser. When it cannot, the test is
-/// skipped with the reason printed, or fails under `CI=true`.
+/// Whether python3 can import the reference parser (else skipped, or failed under
+/// `CI=true`).
 fn parser_ready() -> bool {
-    let ready = Command::new("python3")
-        .args(["-c", "import prometheus_client.openmetrics.parser"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !ready {
-        let reason = "python3 with prometheus_client is needed to parse /metrics \
-                      (python3 -m pip install -r tests/requirements.txt)";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-        eprintln!("skipping: {reason}");
-    }
-    ready
+    common::tool_ready(
+        "python3",
+        &["-c", "import prometheus_client.openmetrics.parser"],
+        "python3 with prometheus_client is needed to parse /metrics",
+    )
 }
 
 /// One sample of a parsed scrape.

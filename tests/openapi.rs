@@ -108,20 +108,13 @@ async fn describes_every_route_in_openapi_3_1_without_a_credential() {
     }
 }
 
-/// Whether schemathesis runs here. When it does not, the test is skipped with the
-/// reason printed, or fails under `CI=true`.
+/// Whether schemathesis runs here (else skipped, or failed under `CI=true`).
 fn schemathesis_ready() -> bool {
-    let ready = Command::new("schemathesis")
-        .arg("--version")
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !ready {
-        let reason = "schemathesis is needed to fuzz the API against its description \
-                      (python3 -m pip install -r tests/requirements.txt)";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-        eprintln!("skipping: {reason}");
-    }
-    ready
+    common::tool_ready(
+        "schemathesis",
+        &["--version"],
+        "schemathesis is needed to fuzz the API against its description",
+    )
 }
 
 /// A `[[operations]]` entry of a schemathesis configuration: the operations whose ids

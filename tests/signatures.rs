@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{
     assert_error, create_connector, get_item, send, unix_now, wait_for_item, webhook, Answer,
     TestServer,
@@ -22,8 +20,7 @@ use serde_json::{json, Value};
 /// How old a "stale" signature is: past the default 300 s tolerance.
 const STALE_SECONDS: i64 = 600;
 
-/// Whether python3 can import `modules`. When it cannot, the test is skipped with the
-/// reason printed, or fails under `CI=true`, where a skip would hide lost coverage.
+/// Whether python3 can import `modules` (else skipped, or failed under `CI=true`).
 fn signer_ready(modules: &[&str]) -> bool {
     let imports = ["json", "hmac", "hashlib", "base64"]
         .iter()
@@ -31,19 +28,11 @@ fn signer_ready(modules: &[&str]) -> bool {
         .map(|module| format!("import {module}"))
         .collect::<Vec<_>>()
         .join("; ");
-    let ready = Command::new("python3")
-        .args(["-c", &imports])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !ready {
-        let reason = format!(
-            "python3 with {modules:?} is needed to sign requests independently \
-             (python3 -m pip install -r tests/requirements.txt)"
-        );
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-        eprintln!("skipping: {reason}");
-    }
-    ready
+    common::tool_ready(
+        "python3",
+        &["-c", &imports],
+        &format!("python3 with {modules:?} is needed to sign requests independently"),
+    )
 }
 
 /// The headers `tests/sign.py` produces for `request` (see its docstring).

@@ -676,6 +676,23 @@ pub async fn log_entries(server: &TestServer, id: &str) -> Vec<Value> {
     panic!("the log's cursors never end");
 }
 
+/// Whether `program ARGS` runs and succeeds here: a tool a test needs (python3 with
+/// modules from `tests/requirements.txt`, schemathesis). When it does not, the test is
+/// skipped with `reason` printed, or fails under `CI=true`, where a skip would hide
+/// lost coverage.
+pub fn tool_ready(program: &str, args: &[&str], reason: &str) -> bool {
+    let ready = Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !ready {
+        let reason = format!("{reason} (python3 -m pip install -r tests/requirements.txt)");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
+        eprintln!("skipping: {reason}");
+    }
+    ready
+}
+
 /// Runs `python3 ARGS` with `input` on its standard input; its standard output, or a
 /// panic naming `what` with what it printed on standard error.
 pub fn python(args: &[&str], input: &[u8], what: &str) -> Vec<u8> {

@@ -270,23 +270,28 @@ impl<'a> Import<'a> {
             digest.update(data);
         }
         let split = self.splitter.push(data, &mut self.pieces);
-        self.take_pieces();
-        split.map_err(|e| self.broken(e))?;
-        if self.chunk.len() >= CHUNK_ITEMS || self.chunk_bytes >= CHUNK_BYTES {
-            self.commit(None, None).await?;
-        }
-        Ok(())
+        self.take_pieces().await?;
+        split.map_err(|e| self.broken(e))
     }
 
     fn broken(&self, error: SplitError) -> ApiError {
         ApiError::invalid_payload(format!("{error}{}", stored_note(self.stored)))
     }
 
-    fn take_pieces(&mut self) {
+    /// Adds the lines split so far to the chunk, committing it each time it fills. One
+    /// frame can hold hundreds of KiB of lines (hyper hands over all it read while the
+    /// chunk before was being applied), and a chunk must keep its size whatever the
+    /// frame's: filled from whole frames, chunks of a 64 MiB import grew to thousands of
+    /// items and its peak memory to twice the bound.
+    async fn take_pieces(&mut self) -> Result<(), ApiError> {
         let pieces = std::mem::take(&mut self.pieces);
         for piece in pieces {
             self.add(piece);
+            if self.chunk.len() >= CHUNK_ITEMS || self.chunk_bytes >= CHUNK_BYTES {
+                self.commit(None, None).await?;
+            }
         }
+        Ok(())
     }
 
     fn add(&mut self, piece: Piece) {
@@ -365,7 +370,7 @@ impl<'a> Import<'a> {
         'a: 'r,
     {
         let split = self.splitter.finish(&mut self.pieces);
-        self.take_pieces();
+        self.take_pieces().await?;
         split.map_err(|e| self.broken(e))?;
         let items = self.stored + self.chunk.len();
         let body = BulkBody {
