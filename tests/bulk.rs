@@ -280,8 +280,9 @@ const IMPORT_MEMORY_BOUND_KIB: u64 = 52 * 1024;
 /// that streams the file in small writes; the answer's status and body.
 async fn upload(server: &TestServer, stream: &str, key: &str, path: &Path) -> (StatusCode, Value) {
     let url = server.url(&format!("/api/webhook/{stream}/bulk"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upload.py");
     let args = [
-        "tests/upload.py".to_owned(),
+        script.to_owned(),
         url,
         key.to_owned(),
         "application/x-ndjson".to_owned(),
@@ -308,7 +309,8 @@ async fn upload(server: &TestServer, stream: &str, key: &str, path: &Path) -> (S
 #[tokio::test]
 async fn a_64_mib_ndjson_import_counts_right_in_bounded_memory() {
     let needs = "python3 with requests is needed to stream the import as a script does";
-    if !common::tool_ready("python3", &["-c", "import requests"], needs) {
+    let imports = ["-c", "import requests"];
+    if !common::tool_ready("python3", &imports, needs, common::PYTHON_REQUIREMENTS) {
         return;
     }
     let server = TestServer::start().await;

@@ -25,6 +25,7 @@ fn parser_ready() -> bool {
         "python3",
         &["-c", "import prometheus_client.openmetrics.parser"],
         "python3 with prometheus_client is needed to parse /metrics",
+        common::PYTHON_REQUIREMENTS,
     )
 }
 

@@ -114,6 +114,7 @@ fn schemathesis_ready() -> bool {
         "schemathesis",
         &["--version"],
         "schemathesis is needed to fuzz the API against its description",
+        common::PYTHON_REQUIREMENTS,
     )
 }
 

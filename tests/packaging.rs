@@ -4,6 +4,8 @@
 //! verify` and its hardening check. Needs dpkg-deb and systemd-analyze (`.ci/run`
 //! installs them); without them the tests skip, or fail under `CI=true`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,16 +21,13 @@ fn repo() -> &'static Path {
 
 /// Whether `tool` runs here. Without it the test is skipped, but not under `CI=true`.
 fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !found {
-        let reason = format!("{tool} is missing (on Debian: apt-get install dpkg systemd)");
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-        eprintln!("skipped: {reason}");
-    }
-    found
+    let reason = format!("{tool} is missing");
+    common::tool_ready(
+        tool,
+        &["--version"],
+        &reason,
+        "on Debian: apt-get install dpkg systemd",
+    )
 }
 
 /// Runs `command`, which must succeed; its standard output.

@@ -32,6 +32,7 @@ fn signer_ready(modules: &[&str]) -> bool {
         "python3",
         &["-c", &imports],
         &format!("python3 with {modules:?} is needed to sign requests independently"),
+        common::PYTHON_REQUIREMENTS,
     )
 }
 

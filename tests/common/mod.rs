@@ -676,17 +676,20 @@ pub async fn log_entries(server: &TestServer, id: &str) -> Vec<Value> {
     panic!("the log's cursors never end");
 }
 
+/// How to install what `tests/requirements.txt` lists, for [`tool_ready`]'s message.
+pub const PYTHON_REQUIREMENTS: &str = "python3 -m pip install -r tests/requirements.txt";
+
 /// Whether `program ARGS` runs and succeeds here: a tool a test needs (python3 with
-/// modules from `tests/requirements.txt`, schemathesis). When it does not, the test is
-/// skipped with `reason` printed, or fails under `CI=true`, where a skip would hide
-/// lost coverage.
-pub fn tool_ready(program: &str, args: &[&str], reason: &str) -> bool {
+/// modules from `tests/requirements.txt`, schemathesis, dpkg-deb). When it does not,
+/// the test is skipped with `reason` and how to `install` it printed, or fails under
+/// `CI=true`, where a skip would hide lost coverage.
+pub fn tool_ready(program: &str, args: &[&str], reason: &str, install: &str) -> bool {
     let ready = Command::new(program)
         .args(args)
         .output()
         .is_ok_and(|output| output.status.success());
     if !ready {
-        let reason = format!("{reason} (python3 -m pip install -r tests/requirements.txt)");
+        let reason = format!("{reason} ({install})");
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
         eprintln!("skipping: {reason}");
     }
